@@ -1,0 +1,3 @@
+//! TODO: block_pool (being written).
+/// Placeholder.
+pub struct BlockPool;

@@ -1,0 +1,3 @@
+//! TODO: policy (being written).
+/// Placeholder.
+pub trait Policy {}

@@ -1,0 +1,1 @@
+//! TODO: request (being written).

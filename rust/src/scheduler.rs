@@ -1,0 +1,5 @@
+//! TODO: scheduler (being written).
+/// Placeholder.
+pub struct Scheduler;
+/// Placeholder.
+pub struct SchedulerConfig;

@@ -1,0 +1,3 @@
+//! TODO: sim (being written).
+/// Placeholder.
+pub struct Simulator;

@@ -1,0 +1,1 @@
+//! TODO: step (being written).

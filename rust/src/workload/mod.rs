@@ -1,0 +1,25 @@
+//! Workloads: the requests a simulation replays, read from trace files or generated from a seed.
+
+/// One request of a workload as the simulator replays it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestSpec {
+    /// Caller-visible id, unique within the workload (its row order by default).
+    pub id: u64,
+    /// Arrival time in seconds from the start of the workload.
+    pub arrival: f64,
+    /// Prompt length in tokens (>= 1).
+    pub prompt_len: u32,
+    /// Output length in tokens (>= 1); the prefill iteration emits the first one.
+    pub output_len: u32,
+    /// Optional request-type label (index into the workload's type list).
+    pub type_id: Option<u32>,
+}
+
+/// A list of requests sorted by arrival time, plus warnings raised while building it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Workload {
+    /// Requests in non-decreasing arrival order.
+    pub requests: Vec<RequestSpec>,
+    /// Non-fatal problems found while reading (for example lengths clamped from 0 to 1).
+    pub warnings: Vec<String>,
+}
