@@ -9,6 +9,7 @@
 
 pub mod block_pool;
 pub mod error;
+pub mod metrics;
 pub mod policies;
 pub mod policy;
 pub mod request;
@@ -23,6 +24,6 @@ pub use block_pool::BlockPool;
 pub use error::{Error, Result};
 pub use policy::Policy;
 pub use scheduler::{Scheduler, SchedulerConfig};
-pub use sim::Simulator;
+pub use sim::{SimConfig, Simulator};
 pub use time_model::{BatchShape, TimeModel};
 pub use workload::{RequestSpec, Workload};

@@ -1,3 +1,317 @@
-//! TODO: sim (being written).
-/// Placeholder.
-pub struct Simulator;
+//! The discrete-event simulator: replays a [`Workload`] through a [`Scheduler`], one model iteration at a time,
+//! with iteration times from a [`TimeModel`].
+//!
+//! Time advances in two ways only: by an iteration's duration, or, when the scheduler has nothing to run, by a
+//! jump to the next arrival (or the policy's wake-up time). Requests that arrive during an iteration join at its
+//! end, as in Vidur. The run ends when every request has finished; no request is ever dropped.
+
+use std::time::Instant;
+
+use crate::error::{Error, Result, check_non_negative};
+use crate::metrics::{IterationStats, RequestRecords, Summary};
+use crate::policy::Policy;
+use crate::request::NewRequest;
+use crate::rng::Rng;
+use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::time_model::TimeModel;
+use crate::workload::{RequestSpec, Workload};
+
+/// How a simulation is set up (besides the workload and the policy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Shared scheduler limits (KV capacity, block size, budgets).
+    pub scheduler: SchedulerConfig,
+    /// Iteration-time model.
+    pub time_model: TimeModel,
+    /// Seed for the simulator's own randomness (predicted output lengths).
+    pub seed: u64,
+    /// Relative error of the output lengths shown to clairvoyant policies: each hint is the true length times a
+    /// factor drawn uniformly from `[1 − e, 1 + e]`, rounded, at least 1. `0` gives exact lengths.
+    pub length_error: f64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            scheduler: SchedulerConfig::default(),
+            time_model: TimeModel::Linear { d0: 0.003, d1: 0.00032 },
+            seed: 0,
+            length_error: 0.0,
+        }
+    }
+}
+
+/// One iteration as logged (for plots): start time, duration, tokens, requests, KV blocks in use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IterationRecord {
+    /// Start of the iteration, seconds.
+    pub start: f64,
+    /// Duration, seconds.
+    pub duration: f64,
+    /// Tokens computed.
+    pub num_tokens: u32,
+    /// Requests in the batch.
+    pub num_seqs: u32,
+    /// KV blocks in use during the iteration.
+    pub used_blocks: u32,
+}
+
+/// A simulation in progress (or done).
+#[derive(Debug)]
+pub struct Simulator {
+    scheduler: Scheduler,
+    time_model: TimeModel,
+    specs: Vec<RequestSpec>,
+    hints: Vec<Option<u32>>,
+    next_arrival: usize,
+    now: f64,
+    records: RequestRecords,
+    last_token: Vec<f64>,
+    tbt: Vec<f64>,
+    stats: IterationStats,
+    log: Vec<IterationRecord>,
+    num_finished: usize,
+    empty_streak: u32,
+    wall_time_s: f64,
+}
+
+impl Simulator {
+    /// Prepares a run of `workload` under `policy`. Fails if the configuration is invalid or a request could
+    /// never fit in the KV cache.
+    pub fn new(workload: &Workload, policy: Box<dyn Policy>, config: &SimConfig) -> Result<Self> {
+        config.scheduler.validate()?;
+        check_non_negative("length_error", config.length_error)?;
+        if config.length_error >= 1.0 {
+            return Err(Error::config(format!("length_error must be < 1, got {}", config.length_error)));
+        }
+        let scheduler = Scheduler::new(config.scheduler, policy)?;
+        let specs = workload.requests.clone();
+        for w in specs.windows(2) {
+            if w[1].arrival < w[0].arrival {
+                return Err(Error::trace(format!(
+                    "workload arrivals must be sorted: request {} at {} comes after request {} at {}",
+                    w[1].id, w[1].arrival, w[0].id, w[0].arrival
+                )));
+            }
+        }
+        let n = specs.len();
+        let mut records = RequestRecords::with_len(n);
+        let mut rng = Rng::new(config.seed);
+        let mut hints = Vec::with_capacity(n);
+        let usable_tokens = u64::from(config.scheduler.num_blocks - scheduler.state().pool().watermark_blocks())
+            * u64::from(config.scheduler.block_size);
+        for (i, s) in specs.iter().enumerate() {
+            if !(s.arrival.is_finite() && s.arrival >= 0.0) {
+                return Err(Error::trace(format!("request {}: arrival must be finite and >= 0, got {}", s.id, s.arrival)));
+            }
+            if s.prompt_len == 0 || s.output_len == 0 {
+                return Err(Error::trace(format!("request {}: prompt and output lengths must be >= 1", s.id)));
+            }
+            let need = u64::from(s.prompt_len) + u64::from(s.output_len);
+            if need > usable_tokens {
+                return Err(Error::InvalidRequest {
+                    id: s.id,
+                    reason: format!(
+                        "needs {need} tokens of KV cache (prompt {} + output {}) but the cache holds only \
+                         {usable_tokens} usable tokens; raise kv_capacity or filter the trace",
+                        s.prompt_len, s.output_len
+                    ),
+                });
+            }
+            records.arrival[i] = s.arrival;
+            records.prompt_len[i] = s.prompt_len;
+            records.output_len[i] = s.output_len;
+            let hint = if !scheduler.policy_needs_output_lengths() {
+                None
+            } else if config.length_error == 0.0 {
+                Some(s.output_len)
+            } else {
+                let f = 1.0 + config.length_error * (2.0 * rng.next_f64() - 1.0);
+                Some(((f64::from(s.output_len) * f).round() as u32).max(1))
+            };
+            hints.push(hint);
+        }
+        let tbt_capacity: usize = specs.iter().map(|s| s.output_len as usize).sum::<usize>().saturating_sub(n);
+        Ok(Simulator {
+            scheduler,
+            time_model: config.time_model.clone(),
+            specs,
+            hints,
+            next_arrival: 0,
+            now: 0.0,
+            records,
+            last_token: vec![f64::NAN; n],
+            tbt: Vec::with_capacity(tbt_capacity),
+            stats: IterationStats::default(),
+            log: Vec::new(),
+            num_finished: 0,
+            empty_streak: 0,
+            wall_time_s: 0.0,
+        })
+    }
+
+    /// Runs to completion.
+    pub fn run(&mut self) -> Result<()> {
+        while !self.run_for(u64::MAX)? {}
+        Ok(())
+    }
+
+    /// Runs at most `max_iterations` iterations; returns true once every request has finished.
+    pub fn run_for(&mut self, max_iterations: u64) -> Result<bool> {
+        let start = Instant::now();
+        let result = self.run_inner(max_iterations);
+        self.wall_time_s += start.elapsed().as_secs_f64();
+        result
+    }
+
+    fn admit_arrivals(&mut self) -> Result<()> {
+        while let Some(s) = self.specs.get(self.next_arrival) {
+            if s.arrival > self.now {
+                break;
+            }
+            let i = self.next_arrival;
+            self.scheduler.add_request(NewRequest {
+                id: i as u64,
+                prompt_len: s.prompt_len,
+                output_len: Some(s.output_len),
+                output_len_hint: self.hints[i],
+                type_id: s.type_id,
+                arrival: s.arrival,
+            })?;
+            self.next_arrival += 1;
+        }
+        Ok(())
+    }
+
+    fn run_inner(&mut self, max_iterations: u64) -> Result<bool> {
+        let mut done_iterations = 0u64;
+        loop {
+            if self.is_done() {
+                return Ok(true);
+            }
+            if done_iterations >= max_iterations {
+                return Ok(false);
+            }
+            self.admit_arrivals()?;
+            let next_arrival = self.specs.get(self.next_arrival).map(|s| s.arrival);
+            if self.scheduler.num_unfinished() == 0 {
+                // Idle until the next arrival (one must exist, since not done).
+                self.now = next_arrival.unwrap_or(self.now).max(self.now);
+                continue;
+            }
+            let step_start = self.now;
+            self.scheduler.schedule(step_start)?;
+            let step = self.scheduler.last_step();
+            if step.is_empty() {
+                let preempted = !step.preempted.is_empty();
+                self.scheduler.complete_step(&[])?;
+                self.empty_streak += 1;
+                let wake = self.scheduler.next_wakeup().filter(|&t| t > self.now);
+                let next = match (next_arrival, wake) {
+                    (Some(a), Some(w)) => Some(a.min(w)),
+                    (a, w) => a.or(w),
+                };
+                if preempted && self.empty_streak <= 2 {
+                    continue; // retry at the same time after a self-preemption
+                }
+                match next {
+                    Some(t) => self.now = t.max(self.now),
+                    None => {
+                        return Err(Error::Stalled(format!(
+                            "policy {:?} scheduled nothing at t={:.6}s with {} waiting and {} running requests, \
+                             no arrival left and no wake-up time",
+                            self.scheduler.policy_name(),
+                            self.now,
+                            self.scheduler.num_waiting(),
+                            self.scheduler.num_running()
+                        )));
+                    }
+                }
+                continue;
+            }
+            self.empty_streak = 0;
+            let duration = self.time_model.iteration_time(&step.shape);
+            let used = self.scheduler.num_used_blocks();
+            for s in &step.scheduled {
+                let i = s.id as usize;
+                if self.records.first_scheduled[i].is_nan() {
+                    self.records.first_scheduled[i] = step_start;
+                }
+            }
+            for &id in &step.preempted {
+                self.records.num_preemptions[id as usize] += 1;
+            }
+            self.stats.num_iterations += 1;
+            self.stats.busy_time += duration;
+            self.stats.kv_block_seconds += duration * f64::from(used);
+            self.stats.max_used_blocks = self.stats.max_used_blocks.max(used);
+            self.stats.sum_batch_size += step.scheduled.len() as u64;
+            self.stats.sum_batch_tokens += u64::from(step.shape.num_tokens);
+            self.log.push(IterationRecord {
+                start: step_start,
+                duration,
+                num_tokens: step.shape.num_tokens,
+                num_seqs: step.scheduled.len() as u32,
+                used_blocks: used,
+            });
+            self.now = step_start + duration;
+            let now = self.now;
+            let outcome = self.scheduler.complete_step(&[])?;
+            for &(id, k) in &outcome.emitted {
+                let i = id as usize;
+                if k == 1 {
+                    self.records.first_token[i] = now;
+                } else {
+                    self.tbt.push(now - self.last_token[i]);
+                }
+                self.last_token[i] = now;
+            }
+            for &id in &outcome.finished {
+                self.records.finish[id as usize] = now;
+            }
+            self.num_finished += outcome.finished.len();
+            done_iterations += 1;
+        }
+    }
+
+    /// True once every request of the workload has finished.
+    pub fn is_done(&self) -> bool {
+        self.num_finished == self.specs.len()
+    }
+
+    /// `(finished, total)` requests.
+    pub fn progress(&self) -> (usize, usize) {
+        (self.num_finished, self.specs.len())
+    }
+
+    /// Current simulated time, seconds.
+    pub fn now(&self) -> f64 {
+        self.now
+    }
+
+    /// The scheduler being driven.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    /// Per-request records so far.
+    pub fn records(&self) -> &RequestRecords {
+        &self.records
+    }
+
+    /// Every iteration so far.
+    pub fn iteration_log(&self) -> &[IterationRecord] {
+        &self.log
+    }
+
+    /// Gaps between consecutive tokens of the same request, seconds, in emission order.
+    pub fn time_between_tokens(&self) -> &[f64] {
+        &self.tbt
+    }
+
+    /// The summary metrics so far (normally called once the run is done).
+    pub fn summary(&self) -> Summary {
+        let mut tbt = self.tbt.clone();
+        Summary::compute(&self.records, &mut tbt, &self.stats, self.scheduler.state().config().num_blocks, self.wall_time_s)
+    }
+}

@@ -1,0 +1,145 @@
+//! vLLM's default scheduler (v1), as a policy: running requests first, then FCFS admission.
+//!
+//! Each step:
+//! 1. Running requests, in admission order, get the tokens they owe (one for a decode; the rest of a prefill,
+//!    cut to the remaining token budget when chunked prefill is on). When one cannot get a KV block, the most
+//!    recently admitted running request is preempted by recompute and put back at the head of the waiting
+//!    queue, until the allocation succeeds or the request preempted itself.
+//! 2. Only if nothing was preempted, waiting requests are admitted from the head of the queue while the whole
+//!    (re)prefill fits in free blocks above the watermark, `max_num_seqs` and the token budget
+//!    (`max_num_batched_tokens`) allow. Admission stops at the first request that does not fit (head-of-line
+//!    blocking), as in vLLM.
+//!
+//! Source: `vllm/v1/core/sched/scheduler.py` (0.32), summarised in `shared/reference/vllm-integration.md` §1.4.
+//! Not modelled: prefix caching, speculative decoding, `long_prefill_token_threshold`.
+
+use std::collections::VecDeque;
+
+use crate::error::Result;
+use crate::policy::{Policy, PolicyOptions};
+use crate::request::Slot;
+use crate::scheduler::SchedulerState;
+use crate::step::Step;
+
+/// vLLM's default FCFS policy with recompute preemption.
+#[derive(Debug, Default, Clone)]
+pub struct VllmPolicy {
+    waiting: VecDeque<Slot>,
+}
+
+impl VllmPolicy {
+    /// Options accepted by [`VllmPolicy::from_options`] (none beyond the shared scheduler limits).
+    pub const OPTIONS: &'static [&'static str] = &[];
+
+    /// A new policy with an empty queue.
+    pub fn new() -> Self {
+        VllmPolicy::default()
+    }
+
+    /// Builds the policy from its options.
+    pub fn from_options(options: PolicyOptions) -> Result<Self> {
+        options.finish(Self::OPTIONS)?;
+        Ok(VllmPolicy::new())
+    }
+}
+
+/// Schedules every running request in admission order, preempting the newest running requests (by recompute)
+/// when KV blocks run out. Preempted requests are handed to `requeue` newest first. Returns the token budget
+/// left and whether anything was preempted. Shared by vLLM-like policies.
+pub fn schedule_running(
+    state: &mut SchedulerState,
+    step: &mut Step,
+    mut budget: u32,
+    mut requeue: impl FnMut(Slot),
+) -> (u32, bool) {
+    let chunked = state.config().enable_chunked_prefill;
+    let max_tokens = state.config().max_num_batched_tokens;
+    let mut preempted = false;
+    let mut i = 0;
+    while i < state.running().len() && budget > 0 {
+        let slot = state.running()[i];
+        let owed = state.request(slot).num_owed_tokens();
+        // Without chunking, a prefill runs whole (it waits for a step with enough budget), except one longer than
+        // the whole budget, which is chunked rather than stalled forever.
+        let n = if chunked || owed > max_tokens { owed.min(budget) } else { owed };
+        if n > budget {
+            i += 1;
+            continue;
+        }
+        let mut scheduled = false;
+        loop {
+            if state.allocate(slot, n) {
+                scheduled = true;
+                break;
+            }
+            let Some(&victim) = state.running().last() else { break };
+            state.preempt(victim, step);
+            requeue(victim);
+            preempted = true;
+            if victim == slot {
+                break;
+            }
+        }
+        if !scheduled {
+            break;
+        }
+        state.schedule(slot, n, step);
+        budget -= n;
+        i += 1;
+    }
+    (budget, preempted)
+}
+
+/// Admits waiting requests from the front of `queue` (FCFS) while they fit: the whole (re)prefill above the
+/// watermark, `max_num_seqs`, and the token budget. Returns the budget left.
+pub fn admit_fcfs(state: &mut SchedulerState, step: &mut Step, queue: &mut VecDeque<Slot>, mut budget: u32) -> u32 {
+    let cfg = *state.config();
+    while let Some(&slot) = queue.front() {
+        if budget == 0 || state.running().len() >= cfg.max_num_seqs as usize {
+            break;
+        }
+        let owed = state.request(slot).num_owed_tokens();
+        // A prefill longer than the whole budget can never run unchunked; chunk it anyway rather than stall.
+        let n = if cfg.enable_chunked_prefill || owed > cfg.max_num_batched_tokens { owed.min(budget) } else { owed };
+        if n > budget || !state.fits_for_admission(slot, owed) {
+            break;
+        }
+        queue.pop_front();
+        state.admit(slot, step);
+        let ok = state.allocate(slot, n);
+        debug_assert!(ok, "admission checked the whole prompt fits");
+        state.schedule(slot, n, step);
+        budget -= n;
+    }
+    budget
+}
+
+impl Policy for VllmPolicy {
+    fn name(&self) -> &'static str {
+        "vllm"
+    }
+
+    fn enqueue(&mut self, _state: &SchedulerState, slot: Slot) {
+        self.waiting.push_back(slot);
+    }
+
+    fn remove_waiting(&mut self, _state: &SchedulerState, slot: Slot) -> bool {
+        match self.waiting.iter().position(|&s| s == slot) {
+            Some(pos) => self.waiting.remove(pos).is_some(),
+            None => false,
+        }
+    }
+
+    fn num_waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    fn schedule(&mut self, state: &mut SchedulerState, step: &mut Step) {
+        let budget = state.config().max_num_batched_tokens;
+        let waiting = &mut self.waiting;
+        let (budget, preempted) = schedule_running(state, step, budget, |slot| waiting.push_front(slot));
+        if !preempted {
+            admit_fcfs(state, step, &mut self.waiting, budget);
+        }
+    }
+}
