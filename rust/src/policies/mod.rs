@@ -9,15 +9,31 @@ pub use vllm::VllmPolicy;
 use crate::error::{Error, Result};
 use crate::policy::{Policy, PolicyOptions};
 use crate::scheduler::SchedulerConfig;
+use crate::workload::RequestType;
 
 /// Names accepted by [`build_policy`].
 pub const POLICY_NAMES: &[&str] = &["vllm"];
 
 /// What a policy may need to know about the run when it is built (types and rates for WAIT, for example).
+///
+/// Drivers fill what they know; policies that need a field that is empty fail with a clear
+/// [`Error::InvalidConfig`].
 #[derive(Debug, Clone, Default)]
 pub struct PolicyContext {
-    /// The shared scheduler limits.
+    /// The shared scheduler limits (KV capacity = `num_blocks × block_size`).
     pub config: SchedulerConfig,
+    /// Linearised iteration time `d0 + d1 × tokens`: fixed cost, seconds.
+    pub d0: f64,
+    /// Linearised iteration time: seconds per token.
+    pub d1: f64,
+    /// Request types with arrival rates, when known (given by the user, or derived from a trace).
+    pub types: Vec<RequestType>,
+    /// A sample of observed prompt lengths (may be empty).
+    pub prompt_lengths: Vec<u32>,
+    /// A sample of observed output lengths (may be empty), e.g. for Nested WAIT's segment quantiles.
+    pub output_lengths: Vec<u32>,
+    /// Total arrival rate, requests per second, when known.
+    pub arrival_rate: Option<f64>,
 }
 
 /// Builds the policy called `name` from its options; unknown names and options are errors that list the valid

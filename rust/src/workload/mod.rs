@@ -23,3 +23,14 @@ pub struct Workload {
     /// Non-fatal problems found while reading (for example lengths clamped from 0 to 1).
     pub warnings: Vec<String>,
 }
+
+/// A request type: fixed prompt and output lengths arriving as a Poisson stream (the paper's model).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestType {
+    /// Prompt tokens.
+    pub prompt_len: u32,
+    /// Output tokens.
+    pub output_len: u32,
+    /// Arrival rate, requests per second.
+    pub rate: f64,
+}
