@@ -1,2 +1,30 @@
-//! stub
+//! Python bindings for `fluidsched-core`: the `fluidsched._core` extension module.
+//!
+//! This crate only converts values and errors; all behaviour lives in the core crate. Public Python names come
+//! from `python/fluidsched/__init__.py`; `python/fluidsched/_core.pyi` documents this module's types.
 
+use pyo3::prelude::*;
+
+mod errors;
+mod options;
+mod scheduler;
+mod sim;
+
+/// The extension module.
+#[pymodule]
+#[pyo3(name = "_core")]
+mod core_module {
+    #[pymodule_export]
+    use crate::scheduler::{PyScheduler, PyStep, PyStepOutcome};
+    #[pymodule_export]
+    use crate::sim::{PySimulation, PyWorkload};
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("POLICY_NAMES", fluidsched_core::policies::POLICY_NAMES.to_vec())?;
+        Ok(())
+    }
+}

@@ -315,3 +315,49 @@ impl Simulator {
         Summary::compute(&self.records, &mut tbt, &self.stats, self.scheduler.state().config().num_blocks, self.wall_time_s)
     }
 }
+
+/// What a policy may know about a workload before it runs: the linearised time model, per-type means and rates
+/// (for typed workloads), the observed length samples and the mean arrival rate.
+///
+/// Types: when every request carries a `type_id`, type j gets the mean prompt and output lengths of its requests
+/// (rounded) and the rate `count_j / span`, where span is the time from the first to the last arrival.
+pub fn policy_context(
+    workload: &Workload,
+    config: crate::scheduler::SchedulerConfig,
+    time_model: &TimeModel,
+) -> crate::policies::PolicyContext {
+    let (d0, d1) = time_model.linearization();
+    let reqs = &workload.requests;
+    let span = match (reqs.first(), reqs.last()) {
+        (Some(a), Some(b)) if b.arrival > a.arrival => Some(b.arrival - a.arrival),
+        _ => None,
+    };
+    let arrival_rate = span.map(|s| (reqs.len() - 1) as f64 / s);
+    let mut types = Vec::new();
+    if let Some(span) = span.filter(|_| reqs.iter().all(|r| r.type_id.is_some())) {
+        let num_types = reqs.iter().filter_map(|r| r.type_id).max().map_or(0, |m| m as usize + 1);
+        let mut sums = vec![(0u64, 0u64, 0u64); num_types];
+        for r in reqs {
+            let e = &mut sums[r.type_id.unwrap_or(0) as usize];
+            e.0 += 1;
+            e.1 += u64::from(r.prompt_len);
+            e.2 += u64::from(r.output_len);
+        }
+        types = sums
+            .iter()
+            .map(|&(n, p, o)| {
+                let avg = |x: u64| if n == 0 { 1 } else { ((x as f64 / n as f64).round() as u32).max(1) };
+                crate::workload::RequestType { prompt_len: avg(p), output_len: avg(o), rate: n as f64 / span }
+            })
+            .collect();
+    }
+    crate::policies::PolicyContext {
+        config,
+        d0,
+        d1,
+        types,
+        prompt_lengths: reqs.iter().map(|r| r.prompt_len).collect(),
+        output_lengths: reqs.iter().map(|r| r.output_len).collect(),
+        arrival_rate,
+    }
+}

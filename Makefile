@@ -1,0 +1,79 @@
+# fluidsched developer tasks. `make help` lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export VIRTUAL_ENV := $(abspath $(VENV))
+# Python packages the tests and lints need (the package's own runtime needs come from pyproject.toml).
+DEV_PACKAGES := maturin>=1.9.4,<2 "pytest>=8" "hypothesis>=6.100" "pytest-benchmark>=4" "numpy>=1.24" \
+	"matplotlib>=3.7" "ruff>=0.6" "mypy>=1.10"
+
+.PHONY: help
+help:  ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.dev-installed: $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(DEV_PACKAGES)
+	touch $@
+
+.PHONY: install-dev
+install-dev: $(VENV)/.dev-installed  ## Create .venv with the test and lint tools
+
+.PHONY: build-dev
+build-dev: install-dev  ## Build the extension (release profile) into .venv
+	$(BIN)/maturin develop --release --quiet
+
+.PHONY: demo
+demo:  ## Install fluidsched into .venv and run the demo on the bundled trace
+	$(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet ".[plot]" && $(BIN)/fluidsched demo
+
+.PHONY: test-rust
+test-rust:  ## Rust tests (core crate, incl. proptest)
+	cargo test --quiet
+
+.PHONY: test-python
+test-python: build-dev  ## Python tests (pytest + hypothesis, quick profile) and benchmark smoke runs
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest tests bench
+
+.PHONY: test
+test: test-rust test-python  ## Everything: Rust and Python tests (installs what it needs into .venv)
+
+.PHONY: lint-rust
+lint-rust:  ## cargo fmt --check and clippy -D warnings
+	cargo fmt --all -- --check
+	PYO3_PYTHON=$(abspath $(BIN)/python) cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+.PHONY: lint-python
+lint-python: build-dev  ## ruff, ruff format --check, mypy --strict, stubtest
+	$(BIN)/ruff check python tests bench
+	$(BIN)/ruff format --check python tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m mypy.stubtest fluidsched._core --allowlist .stubtest-allowlist
+
+.PHONY: lint
+lint: lint-rust lint-python  ## All lints
+
+.PHONY: format
+format: install-dev  ## Format Rust and Python code
+	cargo fmt --all
+	$(BIN)/ruff format python tests bench
+	$(BIN)/ruff check --fix python tests bench
+
+.PHONY: bench
+bench: build-dev  ## Print simulator speed (requests per wall-second) and Python-level benchmarks
+	$(BIN)/python bench/sim_speed.py
+	$(BIN)/pytest bench --benchmark-enable --benchmark-only -q
+
+.PHONY: bench-rust
+bench-rust:  ## criterion benchmarks of the Rust core
+	cargo bench --bench scheduler
+
+.PHONY: clean
+clean:  ## Remove build outputs and the virtual environment
+	cargo clean
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

@@ -1,0 +1,49 @@
+"""fluidsched: fluid-guided, memory-aware scheduling for LLM inference.
+
+The scheduling core is Rust (``fluidsched._core``); this package adds the Python API, trace helpers, the
+``fluidsched`` command line and the simulator front end. Start with :func:`simulate`::
+
+    import fluidsched
+    result = fluidsched.simulate(fluidsched.bundled_trace("azure"), policy="vllm")
+    print(result.summary()["throughput_tokens_per_s"])
+"""
+
+from __future__ import annotations
+
+from fluidsched._core import POLICY_NAMES, Scheduler, Step, StepOutcome, Workload, __version__
+from fluidsched.data import bundled_trace
+from fluidsched.errors import (
+    DuplicateRequestError,
+    FluidschedError,
+    InternalError,
+    InvalidConfigError,
+    InvalidRequestError,
+    InvalidStateError,
+    InvalidTraceError,
+    StalledError,
+    UnknownRequestError,
+)
+from fluidsched.simulate import SUMMARY_KEYS, SimResult, load_workload, simulate
+
+__all__ = [
+    "POLICY_NAMES",
+    "SUMMARY_KEYS",
+    "DuplicateRequestError",
+    "FluidschedError",
+    "InternalError",
+    "InvalidConfigError",
+    "InvalidRequestError",
+    "InvalidStateError",
+    "InvalidTraceError",
+    "Scheduler",
+    "SimResult",
+    "StalledError",
+    "Step",
+    "StepOutcome",
+    "UnknownRequestError",
+    "Workload",
+    "__version__",
+    "bundled_trace",
+    "load_workload",
+    "simulate",
+]

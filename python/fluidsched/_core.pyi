@@ -1,0 +1,204 @@
+"""Type stubs for the Rust extension ``fluidsched._core`` (hand-written; checked by ``mypy.stubtest``)."""
+
+from collections.abc import Sequence
+from os import PathLike
+from typing import Final, final
+
+__version__: Final[str]
+POLICY_NAMES: Final[list[str]]
+
+@final
+class Step:
+    """One iteration's batch."""
+
+    @property
+    def scheduled(self) -> list[tuple[int, int, bool]]:
+        """``(request_id, num_tokens, is_prefill)`` for every request computed this step."""
+    @property
+    def preempted(self) -> list[int]:
+        """Ids preempted (KV freed, back to recompute) while building the step."""
+    @property
+    def admitted(self) -> list[int]:
+        """Ids admitted from the waiting queue in this step."""
+    @property
+    def num_batched_tokens(self) -> int:
+        """Tokens in the step."""
+    @property
+    def num_prefill_tokens(self) -> int:
+        """Prefill tokens in the step."""
+    @property
+    def num_decode_seqs(self) -> int:
+        """Requests decoding one token."""
+    @property
+    def now(self) -> float:
+        """Time the step was scheduled at."""
+    def __len__(self) -> int: ...
+
+@final
+class StepOutcome:
+    """What ``complete_step`` did."""
+
+    @property
+    def emitted(self) -> list[tuple[int, int]]:
+        """``(request_id, num_output_tokens)`` for each request that emitted a token."""
+    @property
+    def finished(self) -> list[int]:
+        """Ids that finished (their blocks are free)."""
+
+@final
+class Scheduler:
+    """A policy plus KV block bookkeeping, driven once per model iteration.
+
+    Call ``add_request`` any time, then ``schedule(now)`` followed by exactly one ``complete_step()``.
+    """
+
+    def __new__(
+        cls,
+        policy: str = "vllm",
+        *,
+        num_blocks: int = 7424,
+        block_size: int = 16,
+        watermark: float = 0.01,
+        max_num_seqs: int = 256,
+        max_num_batched_tokens: int = 8192,
+        enable_chunked_prefill: bool = True,
+        policy_options: dict[str, bool | int | float | str | Sequence[float]] | None = None,
+        d0: float = 0.0,
+        d1: float = 0.0,
+        types: Sequence[tuple[int, int, float]] | None = None,
+        output_lengths: Sequence[int] | None = None,
+        arrival_rate: float | None = None,
+    ) -> Scheduler: ...
+    @property
+    def policy(self) -> str:
+        """Name of the policy."""
+    @property
+    def needs_output_lengths(self) -> bool:
+        """Whether the policy reads output lengths (pass ``output_len_hint`` for it)."""
+    def add_request(
+        self,
+        request_id: int,
+        prompt_len: int,
+        output_len: int | None = None,
+        *,
+        output_len_hint: int | None = None,
+        type_id: int | None = None,
+        arrival: float = 0.0,
+    ) -> None:
+        """Adds a waiting request. ``output_len`` (if known) finishes it after that many output tokens."""
+    def schedule(self, now: float = 0.0) -> Step:
+        """Builds the next iteration's batch at time ``now`` (seconds)."""
+    def complete_step(self, finished: Sequence[int] = ()) -> StepOutcome:
+        """Applies the pending step; ``finished`` lists ids the driver saw stop."""
+    def abort_request(self, request_id: int) -> None:
+        """Removes a waiting or running request, freeing its blocks."""
+    def get_request(self, request_id: int) -> dict[str, int | float | str | None]:
+        """The scheduler's view of one request."""
+    @property
+    def num_waiting(self) -> int: ...
+    @property
+    def num_running(self) -> int: ...
+    @property
+    def num_unfinished(self) -> int: ...
+    @property
+    def num_free_blocks(self) -> int: ...
+    @property
+    def num_used_blocks(self) -> int: ...
+    @property
+    def num_blocks(self) -> int: ...
+    @property
+    def block_size(self) -> int: ...
+    @property
+    def watermark_blocks(self) -> int: ...
+    @property
+    def running_ids(self) -> list[int]:
+        """Ids of the running requests, oldest admission first."""
+    def next_wakeup(self) -> float | None:
+        """The policy's next wake-up time, if it has one (a liveness deadline)."""
+    def check_invariants(self) -> None:
+        """Raises ``InternalError`` if any scheduler invariant is broken."""
+
+@final
+class Workload:
+    """A list of requests sorted by arrival time."""
+
+    @staticmethod
+    def from_trace(
+        path: str | PathLike[str],
+        *,
+        rate: float | None = None,
+        num_requests: int | None = None,
+        arrival: str = "poisson",
+        cv: float = 1.0,
+        seed: int = 0,
+        words_to_tokens: float = 1.0,
+        lengths_are_words: bool = False,
+    ) -> Workload:
+        """Reads a trace file; length-only traces need ``rate``."""
+    @staticmethod
+    def from_types(types: Sequence[tuple[int, int, float]], num_requests: int, *, seed: int = 0) -> Workload:
+        """Synthetic typed workload from ``(prompt_len, output_len, rate)`` tuples."""
+    @staticmethod
+    def from_requests(
+        arrival: Sequence[float],
+        prompt_len: Sequence[int],
+        output_len: Sequence[int],
+        type_id: Sequence[int] | None = None,
+    ) -> Workload:
+        """A workload from explicit per-request sequences (arrivals sorted)."""
+    def truncated(self, n: int) -> Workload:
+        """The first ``n`` requests."""
+    def rescaled_to_rate(self, rate: float) -> Workload:
+        """The same requests with arrivals scaled to a mean rate of ``rate`` req/s."""
+    def __len__(self) -> int: ...
+    @property
+    def arrival(self) -> list[float]: ...
+    @property
+    def prompt_len(self) -> list[int]: ...
+    @property
+    def output_len(self) -> list[int]: ...
+    @property
+    def type_id(self) -> list[int | None]: ...
+    @property
+    def warnings(self) -> list[str]: ...
+    @property
+    def mean_rate(self) -> float | None: ...
+
+@final
+class Simulation:
+    """One workload under one policy; run it in chunks with ``run_for`` (the GIL is released)."""
+
+    def __new__(
+        cls,
+        workload: Workload,
+        policy: str = "vllm",
+        *,
+        policy_options: dict[str, bool | int | float | str | Sequence[float]] | None = None,
+        time_model: str = "llama2-7b-a100",
+        d0: float | None = None,
+        d1: float | None = None,
+        num_blocks: int = 7424,
+        block_size: int = 16,
+        watermark: float = 0.01,
+        max_num_seqs: int = 256,
+        max_num_batched_tokens: int = 8192,
+        enable_chunked_prefill: bool = True,
+        seed: int = 0,
+        length_error: float = 0.0,
+    ) -> Simulation: ...
+    def run_for(self, max_iterations: int = ...) -> bool:
+        """Runs at most ``max_iterations`` iterations; True once every request has finished."""
+    def progress(self) -> tuple[int, int]:
+        """``(finished, total)`` requests."""
+    @property
+    def now(self) -> float: ...
+    def summary(self) -> dict[str, float]:
+        """Summary metrics (the keys of ``fluidsched simulate --json``)."""
+    def records(self) -> dict[str, tuple[bytes, str]]:
+        """Per-request records as ``name -> (native-endian bytes, dtype)``."""
+    def iterations(self) -> dict[str, tuple[bytes, str]]:
+        """Per-iteration log as ``name -> (native-endian bytes, dtype)``."""
+    def time_between_tokens(self) -> bytes:
+        """Gaps between consecutive tokens of a request, float64 bytes."""
+    @property
+    def policy(self) -> str: ...

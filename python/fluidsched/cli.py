@@ -1,0 +1,248 @@
+"""The ``fluidsched`` command line: ``simulate``, ``demo`` and ``plan``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from fluidsched import __version__
+from fluidsched._core import POLICY_NAMES, Workload
+from fluidsched.errors import FluidschedError, InvalidConfigError, InvalidTraceError
+from fluidsched.simulate import DEFAULT_KV_CAPACITY, OptionValue, load_workload, simulate
+
+__all__ = ["build_parser", "main"]
+
+
+def _parse_type(text: str) -> tuple[int, int, float]:
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected PROMPT:OUTPUT:RATE (e.g. 128:256:2.5), got {text!r}")
+    try:
+        prompt, output, rate = int(parts[0]), int(parts[1]), float(parts[2])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"PROMPT and OUTPUT must be integers and RATE a number, got {text!r}") from None
+    if prompt < 1 or output < 1 or not (math.isfinite(rate) and rate > 0):
+        raise argparse.ArgumentTypeError(f"need PROMPT >= 1, OUTPUT >= 1 and RATE > 0, got {text!r}")
+    return prompt, output, rate
+
+
+def _parse_option(text: str) -> tuple[str, OptionValue]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    value: OptionValue
+    if raw.lower() in ("true", "false"):
+        value = raw.lower() == "true"
+    elif "," in raw:
+        try:
+            value = [float(x) for x in raw.split(",") if x]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"list option {key} must hold numbers, got {raw!r}") from None
+    else:
+        try:
+            value = int(raw)
+        except ValueError:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = raw
+    return key, value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def add_workload_options(p: argparse.ArgumentParser) -> None:
+    """Workload, time-model and capacity options shared by ``simulate`` and ``plan``."""
+    w = p.add_argument_group("workload")
+    src = w.add_mutually_exclusive_group()
+    src.add_argument("--trace", metavar="FILE", help="trace CSV (Vidur replay, Azure 2023, Vidur lengths or LMSYS)")
+    src.add_argument(
+        "--type", dest="types", metavar="PROMPT:OUTPUT:RATE", action="append", type=_parse_type,
+        help="synthetic request type (repeatable): prompt tokens, output tokens, arrivals per second",
+    )
+    w.add_argument("--num-requests", type=_positive_int, metavar="N", help="requests to simulate (default: whole "
+                   "trace; 10000 for --type)")
+    w.add_argument("--rate", type=_positive_float, metavar="R", help="rescale arrivals to R requests/s (required "
+                   "for length-only traces)")
+    w.add_argument("--arrival", choices=("poisson", "gamma"), default="poisson",
+                   help="arrival process for length-only traces (default: poisson)")
+    w.add_argument("--cv", type=_positive_float, default=1.0, help="coefficient of variation of gamma gaps")
+    w.add_argument("--words-to-tokens", type=_positive_float, default=1.0, metavar="F",
+                   help="tokens per word for word-count traces such as LMSYS (default 1.0: use words as tokens)")
+    w.add_argument("--seed", type=int, default=0, help="seed for synthetic arrivals and predictions (default 0)")
+    m = p.add_argument_group("model and memory")
+    m.add_argument("--time-model", choices=("llama2-7b-a100", "linear"), default="llama2-7b-a100",
+                   help="iteration-time model (default: llama2-7b-a100, profiled)")
+    m.add_argument("--d0", type=_non_negative_float, metavar="SEC", help="linear model: seconds per iteration")
+    m.add_argument("--d1", type=_non_negative_float, metavar="SEC", help="linear model: seconds per token")
+    m.add_argument("--kv-capacity", type=_positive_int, default=DEFAULT_KV_CAPACITY, metavar="TOKENS",
+                   help=f"KV-cache capacity in tokens (default {DEFAULT_KV_CAPACITY:,}: Llama-2-7B on A100-80GB)")
+    m.add_argument("--block-size", type=_positive_int, default=16, metavar="N", help="tokens per KV block")
+
+
+def _workload_from_args(args: argparse.Namespace) -> Workload:
+    if args.types:
+        n = args.num_requests or 10_000
+        wl = Workload.from_types(args.types, n, seed=args.seed)
+        return wl.rescaled_to_rate(args.rate) if args.rate else wl
+    if not args.trace:
+        raise InvalidConfigError("give a workload: --trace FILE, or --type PROMPT:OUTPUT:RATE (repeatable)")
+    return load_workload(
+        args.trace, rate=args.rate, num_requests=args.num_requests, arrival=args.arrival, cv=args.cv,
+        seed=args.seed, words_to_tokens=args.words_to_tokens,
+    )
+
+
+def _time_model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    if args.time_model == "linear" and (args.d0 is None or args.d1 is None):
+        raise InvalidConfigError("--time-model linear needs --d0 SEC and --d1 SEC")
+    if args.time_model != "linear" and (args.d0 is not None or args.d1 is not None):
+        raise InvalidConfigError(f"--d0/--d1 apply only to --time-model linear, not {args.time_model}")
+    return {"time_model": args.time_model, "d0": args.d0, "d1": args.d1}
+
+
+def _format_summary(policy: str, s: dict[str, float]) -> str:
+    rows = [
+        ("policy", policy),
+        ("requests finished", f"{int(s['num_finished'])} / {int(s['num_requests'])}"),
+        ("throughput", f"{s['throughput_tokens_per_s']:.1f} output tokens/s, {s['requests_per_s']:.3f} req/s"),
+        ("latency mean / p50 / p99", f"{s['latency_mean_s']:.3f} / {s['latency_p50_s']:.3f} / "
+         f"{s['latency_p99_s']:.3f} s"),
+        ("TTFT mean / p50 / p99", f"{s['ttft_mean_s']:.3f} / {s['ttft_p50_s']:.3f} / {s['ttft_p99_s']:.3f} s"),
+        ("time between tokens p50 / p99", f"{s['tbt_p50_s'] * 1e3:.2f} / {s['tbt_p99_s'] * 1e3:.2f} ms"),
+        ("KV usage mean / max", f"{s['kv_usage_mean_fraction']:.1%} / {s['kv_usage_max_fraction']:.1%}"),
+        ("preemptions", f"{int(s['num_preemptions'])}"),
+        ("iterations", f"{int(s['num_iterations'])}, mean {s['mean_iteration_time_s'] * 1e3:.2f} ms, "
+         f"mean batch {s['mean_batch_size']:.1f}"),
+        ("busy fraction", f"{s['busy_fraction']:.1%}"),
+        ("simulated span", f"{s['simulated_span_s']:.1f} s (wall {s['wall_time_s']:.3f} s)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    workload = _workload_from_args(args)
+    for warning in workload.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    result = simulate(
+        workload,
+        args.policy,
+        policy_options=dict(args.options or []),
+        kv_capacity=args.kv_capacity,
+        block_size=args.block_size,
+        watermark=args.watermark,
+        max_num_seqs=args.max_num_seqs,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        enable_chunked_prefill=not args.no_chunked_prefill,
+        seed=args.seed,
+        length_error=args.length_error,
+        progress=not args.quiet,
+        **_time_model_kwargs(args),
+    )
+    if args.out:
+        result.to_csv(args.out)
+    if args.json:
+        summary = {"policy": result.policy, **result.summary()}
+        print(json.dumps(jsonable(summary), indent=2))
+    else:
+        print(_format_summary(result.policy, result.summary()))
+        if args.out:
+            print(f"per-request records written to {args.out}")
+    return 0
+
+
+def jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` with non-finite floats replaced by ``None`` (strict JSON has no NaN)."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``fluidsched`` command."""
+    parser = argparse.ArgumentParser(
+        prog="fluidsched",
+        description="Fluid-guided, memory-aware scheduling for LLM inference: simulate policies on real traces.",
+    )
+    parser.add_argument("--version", action="version", version=f"fluidsched {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    sim = sub.add_parser("simulate", help="simulate one policy on a trace or synthetic workload",
+                         description="Simulate one policy until every request finishes; print the metrics.")
+    sim.add_argument("--policy", default="vllm", choices=POLICY_NAMES, help="scheduling policy (default: vllm)")
+    sim.add_argument("-o", "--option", dest="options", action="append", type=_parse_option, metavar="KEY=VALUE",
+                     help="policy option (repeatable), e.g. -o token_budget=512; lists as 1,2,3")
+    add_workload_options(sim)
+    lim = sim.add_argument_group("scheduler limits (vLLM names)")
+    lim.add_argument("--max-num-seqs", type=_positive_int, default=256, help="most running requests (default 256)")
+    lim.add_argument("--max-num-batched-tokens", type=_positive_int, default=8192,
+                     help="most tokens per iteration (default 8192)")
+    lim.add_argument("--no-chunked-prefill", action="store_true", help="run every prefill in one iteration")
+    lim.add_argument("--watermark", type=_non_negative_float, default=0.01,
+                     help="fraction of KV blocks kept free at admission (default 0.01)")
+    lim.add_argument("--length-error", type=_non_negative_float, default=0.0, metavar="E",
+                     help="relative error of output lengths shown to clairvoyant policies (default 0: exact)")
+    out = sim.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    out.add_argument("--out", metavar="FILE", help="write per-request records to this CSV file")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sim.set_defaults(func=_cmd_simulate)
+
+    from fluidsched import demo  # the demo pulls in optional plotting lazily
+
+    demo.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fluidsched`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (InvalidConfigError, InvalidTraceError, ValueError) as e:
+        print(f"fluidsched: error: {e}", file=sys.stderr)
+        return 2
+    except FluidschedError as e:
+        print(f"fluidsched: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fluidsched: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

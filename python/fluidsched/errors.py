@@ -1,0 +1,71 @@
+"""The exception hierarchy of fluidsched.
+
+Every error the Rust core reports maps, variant by variant, to one class here. Each class also derives from the
+matching built-in exception, so ``except ValueError`` keeps working for callers who do not know fluidsched.
+
+=========================  ==========================  ===============================================
+Rust ``Error`` variant     Python class                 raised for
+=========================  ==========================  ===============================================
+``InvalidConfig``          :class:`InvalidConfigError`  bad option values, unknown policies or options
+``InvalidRequest``         :class:`InvalidRequestError` a request that can never be served
+``InvalidTrace``           :class:`InvalidTraceError`   malformed trace files and workloads
+``UnknownRequest``         :class:`UnknownRequestError` a request id the scheduler does not hold
+``DuplicateRequest``       :class:`DuplicateRequestError` adding an id twice
+``InvalidState``           :class:`InvalidStateError`   step API called out of order
+``Stalled``                :class:`StalledError`        a policy that can make no progress (a bug)
+(a Rust panic)             :class:`InternalError`       a bug in fluidsched; please report it
+=========================  ==========================  ===============================================
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DuplicateRequestError",
+    "FluidschedError",
+    "InternalError",
+    "InvalidConfigError",
+    "InvalidRequestError",
+    "InvalidStateError",
+    "InvalidTraceError",
+    "StalledError",
+    "UnknownRequestError",
+]
+
+
+class FluidschedError(Exception):
+    """Base class of every error raised by fluidsched."""
+
+
+class InvalidConfigError(FluidschedError, ValueError):
+    """A configuration value is out of range or inconsistent (zero memory, NaN rate, unknown option, ...)."""
+
+
+class InvalidRequestError(FluidschedError, ValueError):
+    """A request's own fields are unusable (zero length, larger than the whole KV cache, ...)."""
+
+
+class InvalidTraceError(FluidschedError, ValueError):
+    """A trace file or workload could not be read (missing column, text in a numeric column, ...)."""
+
+
+class UnknownRequestError(FluidschedError, KeyError):
+    """A request id that the scheduler does not hold."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the plain message.
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateRequestError(FluidschedError, ValueError):
+    """A request id that the scheduler already holds."""
+
+
+class InvalidStateError(FluidschedError, RuntimeError):
+    """The step API was driven out of order (for example ``complete_step`` twice)."""
+
+
+class StalledError(FluidschedError, RuntimeError):
+    """The scheduler had work but could make no progress and had nothing to wait for."""
+
+
+class InternalError(FluidschedError, RuntimeError):
+    """A bug inside fluidsched (a Rust panic, caught). Please report it with the inputs that caused it."""

@@ -1,0 +1,250 @@
+"""The simulator front end: :func:`simulate`, :func:`load_workload` and :class:`SimResult`."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from fluidsched._core import Simulation, Workload
+from fluidsched.errors import InvalidConfigError
+
+__all__ = ["DEFAULT_KV_CAPACITY", "SUMMARY_KEYS", "OptionValue", "SimResult", "load_workload", "simulate"]
+
+#: KV capacity (tokens) of Llama-2-7B on one A100-80GB: 7,424 blocks of 16 tokens (Vidur's memory planner).
+DEFAULT_KV_CAPACITY = 118_784
+
+#: Keys of :meth:`SimResult.summary`, in order (also the keys of ``fluidsched simulate --json``).
+SUMMARY_KEYS: tuple[str, ...] = (
+    "num_requests",
+    "num_finished",
+    "throughput_tokens_per_s",
+    "requests_per_s",
+    "latency_mean_s",
+    "latency_p50_s",
+    "latency_p90_s",
+    "latency_p99_s",
+    "ttft_mean_s",
+    "ttft_p50_s",
+    "ttft_p90_s",
+    "ttft_p99_s",
+    "tbt_p50_s",
+    "tbt_p99_s",
+    "kv_usage_mean_fraction",
+    "kv_usage_max_fraction",
+    "num_preemptions",
+    "num_iterations",
+    "mean_iteration_time_s",
+    "mean_batch_size",
+    "busy_fraction",
+    "simulated_span_s",
+    "wall_time_s",
+)
+
+OptionValue = Union[bool, int, float, str, list[float]]
+PathLike = Union[str, "os.PathLike[str]"]
+
+_ITERATIONS_PER_CHUNK = 20_000
+
+
+def load_workload(
+    source: Workload | PathLike,
+    *,
+    rate: float | None = None,
+    num_requests: int | None = None,
+    arrival: str = "poisson",
+    cv: float = 1.0,
+    seed: int = 0,
+    words_to_tokens: float = 1.0,
+) -> Workload:
+    """Returns ``source`` as a :class:`Workload`, reading it if it is a path.
+
+    Timed traces keep their arrival times (rescaled to ``rate`` req/s if given, truncated to ``num_requests``);
+    length-only traces need ``rate`` and get seeded Poisson (or ``arrival="gamma"`` with ``cv``) arrivals. The
+    bundled LMSYS sample holds word counts: it is read as words and scaled by ``words_to_tokens``.
+    """
+    if isinstance(source, Workload):
+        workload = source
+        if num_requests is not None:
+            workload = workload.truncated(num_requests)
+        if rate is not None:
+            workload = workload.rescaled_to_rate(rate)
+        return workload
+    path = Path(source)
+    words = path.name.startswith("lmsys")
+    return Workload.from_trace(
+        path,
+        rate=rate,
+        num_requests=num_requests,
+        arrival=arrival,
+        cv=cv,
+        seed=seed,
+        words_to_tokens=words_to_tokens,
+        lengths_are_words=words,
+    )
+
+
+def _array(entry: tuple[bytes, str]) -> npt.NDArray[Any]:
+    data, dtype = entry
+    return np.frombuffer(data, dtype=np.dtype(dtype)).copy()
+
+
+class SimResult:
+    """The outcome of one simulation: summary metrics, per-request arrays and the per-iteration log.
+
+    Per-request arrays are indexed by the request's position in the workload (arrival order).
+    """
+
+    def __init__(self, policy: str, summary: dict[str, float], records: dict[str, Any], iterations: dict[str, Any],
+                 tbt: bytes, num_blocks: int) -> None:
+        self.policy = policy
+        #: KV blocks in the simulated cache (``iterations["used_blocks"] / num_blocks`` is the usage fraction).
+        self.num_blocks = num_blocks
+        self._summary = summary
+        self.arrival: npt.NDArray[np.float64] = _array(records["arrival"])
+        self.first_scheduled: npt.NDArray[np.float64] = _array(records["first_scheduled"])
+        self.first_token: npt.NDArray[np.float64] = _array(records["first_token"])
+        self.finish: npt.NDArray[np.float64] = _array(records["finish"])
+        self.prompt_len: npt.NDArray[np.uint32] = _array(records["prompt_len"])
+        self.output_len: npt.NDArray[np.uint32] = _array(records["output_len"])
+        self.num_preemptions: npt.NDArray[np.uint32] = _array(records["num_preemptions"])
+        self.iterations: dict[str, npt.NDArray[Any]] = {k: _array(v) for k, v in iterations.items()}
+        self.time_between_tokens: npt.NDArray[np.float64] = np.frombuffer(tbt, dtype=np.float64).copy()
+
+    @property
+    def latency(self) -> npt.NDArray[np.float64]:
+        """End-to-end latency per request (finish − arrival), seconds."""
+        return self.finish - self.arrival
+
+    @property
+    def ttft(self) -> npt.NDArray[np.float64]:
+        """Time to first token per request (first token − arrival), seconds."""
+        return self.first_token - self.arrival
+
+    def summary(self) -> dict[str, float]:
+        """Aggregate metrics (see :data:`SUMMARY_KEYS`); counts are ints."""
+        return dict(self._summary)
+
+    def to_csv(self, path: PathLike) -> None:
+        """Writes one row per request: id, arrival, lengths, event times, latency, TTFT, preemptions."""
+        columns = {
+            "request_id": np.arange(len(self.arrival)),
+            "arrival_s": self.arrival,
+            "prompt_len": self.prompt_len,
+            "output_len": self.output_len,
+            "first_scheduled_s": self.first_scheduled,
+            "first_token_s": self.first_token,
+            "finish_s": self.finish,
+            "latency_s": self.latency,
+            "ttft_s": self.ttft,
+            "num_preemptions": self.num_preemptions,
+        }
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            for row in zip(*(c.tolist() for c in columns.values())):
+                writer.writerow([repr(x) if isinstance(x, float) else x for x in row])
+
+    def __repr__(self) -> str:
+        s = self._summary
+        return (
+            f"SimResult(policy={self.policy!r}, requests={s['num_requests']}, "
+            f"throughput={s['throughput_tokens_per_s']:.1f} tok/s, latency_mean={s['latency_mean_s']:.3f} s)"
+        )
+
+
+class _Progress:
+    """A one-line progress bar on stderr, shown only once a run has taken more than a second."""
+
+    def __init__(self, enabled: bool, label: str) -> None:
+        self.enabled = enabled
+        self.label = label
+        self.start = time.perf_counter()
+        self.shown = False
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled or time.perf_counter() - self.start < 1.0:
+            return
+        frac = done / total if total else 1.0
+        bar = "#" * int(frac * 30)
+        sys.stderr.write(f"\r{self.label} [{bar:<30}] {done}/{total} requests")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def simulate(
+    workload: Workload | PathLike,
+    policy: str = "vllm",
+    *,
+    policy_options: Mapping[str, OptionValue] | None = None,
+    time_model: str = "llama2-7b-a100",
+    d0: float | None = None,
+    d1: float | None = None,
+    kv_capacity: int = DEFAULT_KV_CAPACITY,
+    block_size: int = 16,
+    watermark: float = 0.01,
+    max_num_seqs: int = 256,
+    max_num_batched_tokens: int = 8192,
+    enable_chunked_prefill: bool = True,
+    seed: int = 0,
+    length_error: float = 0.0,
+    rate: float | None = None,
+    num_requests: int | None = None,
+    progress: bool = False,
+) -> SimResult:
+    """Simulates ``workload`` (a :class:`Workload` or a trace path) under ``policy`` until every request finishes.
+
+    ``time_model`` is ``"llama2-7b-a100"`` (profiled preset) or ``"linear"`` with ``d0`` (s) and ``d1`` (s/token).
+    ``kv_capacity`` is in tokens and is rounded down to whole blocks of ``block_size``. ``rate`` and
+    ``num_requests`` rescale and truncate the workload (``rate`` is required for length-only traces). ``seed``
+    drives synthetic arrivals and predicted lengths: the same seed and inputs give bit-identical results.
+    ``length_error`` perturbs the output lengths shown to clairvoyant policies. The GIL is released while the
+    Rust core runs; ``progress=True`` draws a progress bar on stderr for runs longer than a second.
+    """
+    if isinstance(kv_capacity, bool) or not isinstance(kv_capacity, int) or kv_capacity <= 0:
+        raise InvalidConfigError(f"kv_capacity must be a positive integer number of tokens, got {kv_capacity!r}")
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size <= 0:
+        raise InvalidConfigError(f"block_size must be a positive integer, got {block_size!r}")
+    num_blocks = kv_capacity // block_size
+    if num_blocks == 0:
+        raise InvalidConfigError(f"kv_capacity {kv_capacity} holds no block of {block_size} tokens")
+    for name, value in (("rate", rate), ("length_error", length_error), ("d0", d0), ("d1", d1)):
+        if value is not None and not math.isfinite(value):
+            raise InvalidConfigError(f"{name} must be finite, got {value!r}")
+    wl = load_workload(workload, rate=rate, num_requests=num_requests, seed=seed)
+    sim = Simulation(
+        wl,
+        policy,
+        policy_options=dict(policy_options) if policy_options else None,
+        time_model=time_model,
+        d0=d0,
+        d1=d1,
+        num_blocks=num_blocks,
+        block_size=block_size,
+        watermark=watermark,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        enable_chunked_prefill=enable_chunked_prefill,
+        seed=seed,
+        length_error=length_error,
+    )
+    bar = _Progress(progress, policy)
+    try:
+        while not sim.run_for(_ITERATIONS_PER_CHUNK):
+            bar.update(*sim.progress())
+    finally:
+        bar.close()
+    return SimResult(sim.policy, sim.summary(), sim.records(), sim.iterations(), sim.time_between_tokens(), num_blocks)
