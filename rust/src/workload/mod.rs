@@ -1,4 +1,17 @@
 //! Workloads: the requests a simulation replays, read from trace files or generated from a seed.
+//!
+//! - [`trace`]: reading CSV traces (Vidur, Azure 2023, LMSYS) into a [`Workload`] or a [`LengthTable`];
+//! - [`arrivals`]: Poisson and Gamma arrival processes for length-only traces;
+//! - `build`: [`Workload::from_lengths`] and [`Workload::from_types`], seeded generators;
+//! - `ops`: [`Workload::validate`], [`Workload::from_specs`], truncation and rate rescaling.
+
+pub mod arrivals;
+mod build;
+mod ops;
+pub mod trace;
+
+pub use arrivals::ArrivalProcess;
+pub use trace::{LengthTable, TraceData, TraceFormat, TraceOptions, detect_format, parse_trace, read_trace_file};
 
 /// One request of a workload as the simulator replays it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,4 +35,15 @@ pub struct Workload {
     pub requests: Vec<RequestSpec>,
     /// Non-fatal problems found while reading (for example lengths clamped from 0 to 1).
     pub warnings: Vec<String>,
+}
+
+/// A request type: fixed prompt and output lengths arriving as a Poisson stream (the paper's model).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestType {
+    /// Prompt tokens.
+    pub prompt_len: u32,
+    /// Output tokens.
+    pub output_len: u32,
+    /// Arrival rate, requests per second.
+    pub rate: f64,
 }
