@@ -1,4 +1,17 @@
 //! Workloads: the requests a simulation replays, read from trace files or generated from a seed.
+//!
+//! - [`trace`]: reading CSV traces (Vidur, Azure 2023, LMSYS) into a [`Workload`] or a [`LengthTable`];
+//! - [`arrivals`]: Poisson and Gamma arrival processes for length-only traces;
+//! - `build`: [`Workload::from_lengths`] and [`Workload::from_types`], seeded generators;
+//! - `ops`: [`Workload::validate`], [`Workload::from_specs`], truncation and rate rescaling.
+
+pub mod arrivals;
+mod build;
+mod ops;
+pub mod trace;
+
+pub use arrivals::ArrivalProcess;
+pub use trace::{LengthTable, TraceData, TraceFormat, TraceOptions, detect_format, parse_trace, read_trace_file};
 
 /// One request of a workload as the simulator replays it.
 #[derive(Debug, Clone, Copy, PartialEq)]
