@@ -33,8 +33,7 @@ pub fn policy_options(options: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(Stri
     let mut out = Vec::new();
     if let Some(d) = options {
         for (k, v) in d.iter() {
-            let key: String =
-                k.extract().map_err(|_| PyTypeError::new_err("policy option names must be strings"))?;
+            let key: String = k.extract().map_err(|_| PyTypeError::new_err("policy option names must be strings"))?;
             let value = option_value(&key, &v)?;
             out.push((key, value));
         }

@@ -167,7 +167,14 @@ impl PyScheduler {
         arrival: f64,
     ) -> PyResult<()> {
         guard(|| {
-            self.lock()?.add_request(NewRequest { id: request_id, prompt_len, output_len, output_len_hint, type_id, arrival })
+            self.lock()?.add_request(NewRequest {
+                id: request_id,
+                prompt_len,
+                output_len,
+                output_len_hint,
+                type_id,
+                arrival,
+            })
         })
     }
 

@@ -88,8 +88,10 @@ impl PyWorkload {
     #[pyo3(signature = (types, num_requests, *, seed = 0))]
     fn from_types(types: Vec<(u32, u32, f64)>, num_requests: usize, seed: u64) -> PyResult<Self> {
         guard(|| {
-            let types: Vec<RequestType> =
-                types.into_iter().map(|(prompt_len, output_len, rate)| RequestType { prompt_len, output_len, rate }).collect();
+            let types: Vec<RequestType> = types
+                .into_iter()
+                .map(|(prompt_len, output_len, rate)| RequestType { prompt_len, output_len, rate })
+                .collect();
             Ok(PyWorkload { inner: Workload::from_types(&types, num_requests, seed)? })
         })
     }
@@ -233,8 +235,14 @@ impl PySimulation {
         let options = policy_options_from(policy_options)?;
         py.detach(|| {
             guard(|| {
-                let scheduler =
-                    SchedulerConfig { block_size, num_blocks, watermark, max_num_seqs, max_num_batched_tokens, enable_chunked_prefill };
+                let scheduler = SchedulerConfig {
+                    block_size,
+                    num_blocks,
+                    watermark,
+                    max_num_seqs,
+                    max_num_batched_tokens,
+                    enable_chunked_prefill,
+                };
                 scheduler.validate()?;
                 let time_model = TimeModel::from_name(time_model, d0, d1)?;
                 let ctx = policy_context(&workload.inner, scheduler, &time_model);

@@ -42,7 +42,12 @@ impl BlockPool {
         }
         // Floor, like vLLM and Vidur (`int(watermark * num_blocks)`).
         let watermark_blocks = (watermark * f64::from(num_blocks)).floor() as u32;
-        Ok(BlockPool { block_size, watermark_blocks, free: (0..num_blocks).rev().collect(), owner: vec![FREE; num_blocks as usize] })
+        Ok(BlockPool {
+            block_size,
+            watermark_blocks,
+            free: (0..num_blocks).rev().collect(),
+            owner: vec![FREE; num_blocks as usize],
+        })
     }
 
     /// Tokens per block.

@@ -30,12 +30,7 @@ impl Rng {
     /// A generator whose state is four consecutive splitmix64 outputs from `seed`.
     pub fn new(seed: u64) -> Self {
         let mut sm = seed;
-        let s = [
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-        ];
+        let s = [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)];
         Rng { s }
     }
 
@@ -89,10 +84,7 @@ impl Rng {
     ///
     /// `rate` must be finite and > 0 (checked in debug builds).
     pub fn exponential(&mut self, rate: f64) -> f64 {
-        debug_assert!(
-            rate.is_finite() && rate > 0.0,
-            "exponential rate must be finite and > 0, got {rate}"
-        );
+        debug_assert!(rate.is_finite() && rate > 0.0, "exponential rate must be finite and > 0, got {rate}");
         -self.uniform_open().ln() / rate
     }
 
@@ -108,14 +100,8 @@ impl Rng {
     /// For `shape < 1` it draws with `shape + 1` and multiplies by `U^(1/shape)` (the standard boost). Both
     /// parameters must be finite and > 0 (checked in debug builds).
     pub fn gamma(&mut self, shape: f64, scale: f64) -> f64 {
-        debug_assert!(
-            shape.is_finite() && shape > 0.0,
-            "gamma shape must be finite and > 0, got {shape}"
-        );
-        debug_assert!(
-            scale.is_finite() && scale > 0.0,
-            "gamma scale must be finite and > 0, got {scale}"
-        );
+        debug_assert!(shape.is_finite() && shape > 0.0, "gamma shape must be finite and > 0, got {shape}");
+        debug_assert!(scale.is_finite() && scale > 0.0, "gamma scale must be finite and > 0, got {scale}");
         if shape < 1.0 {
             let boost = self.uniform_open().powf(1.0 / shape);
             return self.gamma(shape + 1.0, scale) * boost;
@@ -160,11 +146,7 @@ mod tests {
     }
 
     fn assert_rel(name: &str, got: f64, want: f64, tol: f64) {
-        assert!(
-            (got - want).abs() <= tol * want.abs(),
-            "{name}: got {got}, want {want} ± {:.1}%",
-            tol * 100.0
-        );
+        assert!((got - want).abs() <= tol * want.abs(), "{name}: got {got}, want {want} ± {:.1}%", tol * 100.0);
     }
 
     #[test]
@@ -239,12 +221,7 @@ mod tests {
             assert!(xs.iter().all(|x| x.is_finite() && *x >= 0.0));
             let (mean, var) = mean_var(&xs);
             assert_rel(&format!("gamma({shape}, {scale}) mean"), mean, shape * scale, 0.02);
-            assert_rel(
-                &format!("gamma({shape}, {scale}) var"),
-                var,
-                shape * scale * scale,
-                0.05,
-            );
+            assert_rel(&format!("gamma({shape}, {scale}) var"), var, shape * scale * scale, 0.05);
         }
     }
 

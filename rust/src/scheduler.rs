@@ -131,6 +131,11 @@ impl SchedulerState {
     /// `num_computed_tokens + n`). Returns false, changing nothing, if there are not enough free blocks.
     #[inline]
     pub fn allocate(&mut self, slot: Slot, n: u32) -> bool {
+        let r = &self.requests[slot as usize];
+        // Fast path (most decode steps): the tokens still fit in the blocks held; no division needed.
+        if u64::from(r.num_computed_tokens + n) <= u64::from(r.num_blocks()) * u64::from(self.pool.block_size()) {
+            return true;
+        }
         let need = self.blocks_needed(slot, n);
         need == 0 || self.pool.allocate(slot, need, &mut self.requests[slot as usize].blocks)
     }
@@ -200,7 +205,11 @@ impl SchedulerState {
             }
             for &b in &r.blocks {
                 if self.pool.owner_of(b) != Some(slot as Slot) {
-                    return Err(format!("request {} lists block {b} that the pool gives to {:?}", r.id, self.pool.owner_of(b)));
+                    return Err(format!(
+                        "request {} lists block {b} that the pool gives to {:?}",
+                        r.id,
+                        self.pool.owner_of(b)
+                    ));
                 }
             }
             owned += u64::from(r.num_blocks());
@@ -209,7 +218,12 @@ impl SchedulerState {
                     return Err(format!("waiting request {} holds {} blocks", r.id, r.blocks.len()));
                 }
                 RequestState::Running if r.num_blocks() < self.pool.blocks_for(r.num_computed_tokens) => {
-                    return Err(format!("request {} computed {} tokens in {} blocks", r.id, r.num_computed_tokens, r.num_blocks()));
+                    return Err(format!(
+                        "request {} computed {} tokens in {} blocks",
+                        r.id,
+                        r.num_computed_tokens,
+                        r.num_blocks()
+                    ));
                 }
                 RequestState::Finished => return Err(format!("finished request {} still held", r.id)),
                 _ => {}
@@ -219,7 +233,8 @@ impl SchedulerState {
             return Err(format!("requests hold {owned} blocks but the pool has {} in use", self.pool.num_used()));
         }
         let running_states = self.running.iter().all(|&s| self.requests[s as usize].state == RequestState::Running);
-        let n_running = self.index.values().filter(|&&s| self.requests[s as usize].state == RequestState::Running).count();
+        let n_running =
+            self.index.values().filter(|&&s| self.requests[s as usize].state == RequestState::Running).count();
         if !running_states || n_running != self.running.len() {
             return Err("running list and request states disagree".into());
         }
@@ -259,7 +274,14 @@ impl Scheduler {
             admit_counter: 0,
             now: 0.0,
         };
-        Ok(Scheduler { state, policy, step: Step::default(), outcome: StepOutcome::default(), finished_slots: Vec::new(), step_pending: false })
+        Ok(Scheduler {
+            state,
+            policy,
+            step: Step::default(),
+            outcome: StepOutcome::default(),
+            finished_slots: Vec::new(),
+            step_pending: false,
+        })
     }
 
     /// The policy's name.

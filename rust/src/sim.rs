@@ -102,7 +102,10 @@ impl Simulator {
             * u64::from(config.scheduler.block_size);
         for (i, s) in specs.iter().enumerate() {
             if !(s.arrival.is_finite() && s.arrival >= 0.0) {
-                return Err(Error::trace(format!("request {}: arrival must be finite and >= 0, got {}", s.id, s.arrival)));
+                return Err(Error::trace(format!(
+                    "request {}: arrival must be finite and >= 0, got {}",
+                    s.id, s.arrival
+                )));
             }
             if s.prompt_len == 0 || s.output_len == 0 {
                 return Err(Error::trace(format!("request {}: prompt and output lengths must be >= 1", s.id)));
@@ -232,8 +235,9 @@ impl Simulator {
             self.empty_streak = 0;
             let duration = self.time_model.iteration_time(&step.shape);
             let used = self.scheduler.num_used_blocks();
-            for s in &step.scheduled {
-                let i = s.id as usize;
+            // A request is first scheduled in the step that first admits it.
+            for &id in &step.admitted {
+                let i = id as usize;
                 if self.records.first_scheduled[i].is_nan() {
                     self.records.first_scheduled[i] = step_start;
                 }
@@ -312,7 +316,13 @@ impl Simulator {
     /// The summary metrics so far (normally called once the run is done).
     pub fn summary(&self) -> Summary {
         let mut tbt = self.tbt.clone();
-        Summary::compute(&self.records, &mut tbt, &self.stats, self.scheduler.state().config().num_blocks, self.wall_time_s)
+        Summary::compute(
+            &self.records,
+            &mut tbt,
+            &self.stats,
+            self.scheduler.state().config().num_blocks,
+            self.wall_time_s,
+        )
     }
 }
 

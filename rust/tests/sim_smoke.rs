@@ -58,7 +58,10 @@ fn same_seed_same_results() {
     };
     let (a, ta) = run();
     let (b, tb) = run();
-    assert_eq!(a.finish.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), b.finish.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    assert_eq!(
+        a.finish.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        b.finish.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
     assert_eq!(ta.len(), tb.len());
     assert!(ta.iter().zip(&tb).all(|(x, y)| x.to_bits() == y.to_bits()));
 }

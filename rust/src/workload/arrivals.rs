@@ -102,9 +102,7 @@ mod tests {
 
     fn gap_stats(p: ArrivalProcess, n: usize, seed: u64) -> (f64, f64) {
         let times = p.arrival_times(n, &mut Rng::new(seed));
-        let gaps: Vec<f64> = std::iter::once(times[0])
-            .chain(times.windows(2).map(|w| w[1] - w[0]))
-            .collect();
+        let gaps: Vec<f64> = std::iter::once(times[0]).chain(times.windows(2).map(|w| w[1] - w[0])).collect();
         let mean = gaps.iter().sum::<f64>() / n as f64;
         let var = gaps.iter().map(|g| (g - mean) * (g - mean)).sum::<f64>() / (n as f64 - 1.0);
         (mean, var.sqrt() / mean)
@@ -125,41 +123,25 @@ mod tests {
                 other => panic!("expected InvalidConfig, got {other:?}"),
             }
         }
-        assert_eq!(
-            ArrivalProcess::gamma(2.0, 0.5).unwrap(),
-            ArrivalProcess::Gamma { rate: 2.0, cv: 0.5 }
-        );
+        assert_eq!(ArrivalProcess::gamma(2.0, 0.5).unwrap(), ArrivalProcess::Gamma { rate: 2.0, cv: 0.5 });
     }
 
     #[test]
     fn times_start_after_zero_and_never_decrease() {
-        for p in [
-            ArrivalProcess::Poisson { rate: 3.0 },
-            ArrivalProcess::Gamma { rate: 3.0, cv: 4.0 },
-        ] {
+        for p in [ArrivalProcess::Poisson { rate: 3.0 }, ArrivalProcess::Gamma { rate: 3.0, cv: 4.0 }] {
             let t = p.arrival_times(10_000, &mut Rng::new(11));
             assert_eq!(t.len(), 10_000);
             assert!(t[0] > 0.0 && t.iter().all(|x| x.is_finite()));
             assert!(t.windows(2).all(|w| w[0] <= w[1]));
         }
-        assert!(
-            ArrivalProcess::Poisson { rate: 1.0 }
-                .arrival_times(0, &mut Rng::new(1))
-                .is_empty()
-        );
+        assert!(ArrivalProcess::Poisson { rate: 1.0 }.arrival_times(0, &mut Rng::new(1)).is_empty());
     }
 
     #[test]
     fn same_seed_same_times() {
         let p = ArrivalProcess::Gamma { rate: 5.0, cv: 2.0 };
-        assert_eq!(
-            p.arrival_times(100, &mut Rng::new(3)),
-            p.arrival_times(100, &mut Rng::new(3))
-        );
-        assert_ne!(
-            p.arrival_times(100, &mut Rng::new(3)),
-            p.arrival_times(100, &mut Rng::new(4))
-        );
+        assert_eq!(p.arrival_times(100, &mut Rng::new(3)), p.arrival_times(100, &mut Rng::new(3)));
+        assert_ne!(p.arrival_times(100, &mut Rng::new(3)), p.arrival_times(100, &mut Rng::new(4)));
     }
 
     #[test]

@@ -107,10 +107,7 @@ impl Workload {
                 }
             })
             .collect();
-        Ok(Workload {
-            requests,
-            warnings: Vec::new(),
-        })
+        Ok(Workload { requests, warnings: Vec::new() })
     }
 }
 
@@ -132,11 +129,7 @@ mod tests {
     use super::*;
 
     fn table(n: u32) -> LengthTable {
-        LengthTable {
-            prompt: (1..=n).collect(),
-            output: (1..=n).map(|x| 1000 + x).collect(),
-            warnings: vec![],
-        }
+        LengthTable { prompt: (1..=n).collect(), output: (1..=n).map(|x| 1000 + x).collect(), warnings: vec![] }
     }
 
     fn poisson() -> ArrivalProcess {
@@ -151,18 +144,10 @@ mod tests {
         assert_eq!(w.requests.len(), 50);
         let mut prompts: Vec<u32> = w.requests.iter().map(|r| r.prompt_len).collect();
         assert_ne!(prompts, t.prompt, "rows should be shuffled");
-        assert!(
-            w.requests.iter().all(|r| r.output_len == 1000 + r.prompt_len),
-            "rows stay paired"
-        );
+        assert!(w.requests.iter().all(|r| r.output_len == 1000 + r.prompt_len), "rows stay paired");
         prompts.sort_unstable();
         assert_eq!(prompts, t.prompt);
-        assert!(
-            w.requests
-                .iter()
-                .enumerate()
-                .all(|(i, r)| r.id == i as u64 && r.type_id.is_none())
-        );
+        assert!(w.requests.iter().enumerate().all(|(i, r)| r.id == i as u64 && r.type_id.is_none()));
         assert!(w.warnings.is_empty());
     }
 
@@ -190,53 +175,27 @@ mod tests {
         }
         assert_ne!(prompts[..10], prompts[10..20], "each pass is reshuffled");
         assert_eq!(w.warnings.len(), 2);
-        assert!(
-            w.warnings[1].contains("reused") && w.warnings[1].contains("3 passes"),
-            "{:?}",
-            w.warnings
-        );
+        assert!(w.warnings[1].contains("reused") && w.warnings[1].contains("3 passes"), "{:?}", w.warnings);
     }
 
     #[test]
     fn from_lengths_rejects_bad_input() {
         let err = Workload::from_lengths(&table(3), &poisson(), Some(0), 1).unwrap_err();
-        assert!(
-            matches!(&err, Error::InvalidConfig(m) if m.contains("num_requests")),
-            "{err}"
-        );
+        assert!(matches!(&err, Error::InvalidConfig(m) if m.contains("num_requests")), "{err}");
         let err = Workload::from_lengths(&LengthTable::default(), &poisson(), None, 1).unwrap_err();
-        assert!(
-            matches!(&err, Error::InvalidTrace { reason, .. } if reason.contains("no rows")),
-            "{err}"
-        );
+        assert!(matches!(&err, Error::InvalidTrace { reason, .. } if reason.contains("no rows")), "{err}");
         let bad = ArrivalProcess::Poisson { rate: -1.0 };
-        assert!(matches!(
-            Workload::from_lengths(&table(3), &bad, None, 1),
-            Err(Error::InvalidConfig(_))
-        ));
+        assert!(matches!(Workload::from_lengths(&table(3), &bad, None, 1), Err(Error::InvalidConfig(_))));
         let mut t = table(3);
         t.output[1] = 0;
-        assert!(
-            Workload::from_lengths(&t, &poisson(), None, 1)
-                .unwrap_err()
-                .to_string()
-                .contains("output length")
-        );
+        assert!(Workload::from_lengths(&t, &poisson(), None, 1).unwrap_err().to_string().contains("output length"));
     }
 
     #[test]
     fn from_types_mixes_types_in_proportion_to_rate() {
         let types = [
-            RequestType {
-                prompt_len: 10,
-                output_len: 100,
-                rate: 1.0,
-            },
-            RequestType {
-                prompt_len: 500,
-                output_len: 20,
-                rate: 3.0,
-            },
+            RequestType { prompt_len: 10, output_len: 100, rate: 1.0 },
+            RequestType { prompt_len: 500, output_len: 20, rate: 3.0 },
         ];
         let w = Workload::from_types(&types, 40_000, 9).unwrap();
         w.validate().unwrap();
@@ -253,11 +212,7 @@ mod tests {
 
     #[test]
     fn from_types_rejects_bad_input() {
-        let ok = RequestType {
-            prompt_len: 1,
-            output_len: 1,
-            rate: 1.0,
-        };
+        let ok = RequestType { prompt_len: 1, output_len: 1, rate: 1.0 };
         for (types, n, what) in [
             (vec![], 5, "at least one"),
             (vec![ok], 0, "num_requests"),
@@ -275,16 +230,8 @@ mod tests {
     #[test]
     fn pick_type_handles_the_edges() {
         let types = [
-            RequestType {
-                prompt_len: 1,
-                output_len: 1,
-                rate: 1.0,
-            },
-            RequestType {
-                prompt_len: 1,
-                output_len: 1,
-                rate: 1.0,
-            },
+            RequestType { prompt_len: 1, output_len: 1, rate: 1.0 },
+            RequestType { prompt_len: 1, output_len: 1, rate: 1.0 },
         ];
         assert_eq!(pick_type(&types, 2.0, 0.0), 0);
         assert_eq!(pick_type(&types, 2.0, 0.5), 1);

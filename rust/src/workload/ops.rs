@@ -8,10 +8,7 @@ use crate::error::{Error, Result, check_positive};
 impl Workload {
     /// A workload from caller-built requests, validated (see [`Workload::validate`]); no warnings.
     pub fn from_specs(specs: Vec<RequestSpec>) -> Result<Workload> {
-        let w = Workload {
-            requests: specs,
-            warnings: Vec::new(),
-        };
+        let w = Workload { requests: specs, warnings: Vec::new() };
         w.validate()?;
         Ok(w)
     }
@@ -69,10 +66,7 @@ impl Workload {
     /// The first `n` requests (all of them when `n` is larger), with the same warnings.
     pub fn truncated(&self, n: usize) -> Workload {
         let n = n.min(self.requests.len());
-        Workload {
-            requests: self.requests[..n].to_vec(),
-            warnings: self.warnings.clone(),
-        }
+        Workload { requests: self.requests[..n].to_vec(), warnings: self.warnings.clone() }
     }
 
     /// The mean arrival rate `(n − 1) / (last − first)` in requests per second; `None` with fewer than 2
@@ -99,18 +93,8 @@ impl Workload {
             ));
         };
         let factor = current / rate;
-        let requests = self
-            .requests
-            .iter()
-            .map(|r| RequestSpec {
-                arrival: r.arrival * factor,
-                ..*r
-            })
-            .collect();
-        Ok(Workload {
-            requests,
-            warnings: self.warnings.clone(),
-        })
+        let requests = self.requests.iter().map(|r| RequestSpec { arrival: r.arrival * factor, ..*r }).collect();
+        Ok(Workload { requests, warnings: self.warnings.clone() })
     }
 }
 
@@ -119,13 +103,7 @@ mod tests {
     use super::*;
 
     fn spec(id: u64, arrival: f64) -> RequestSpec {
-        RequestSpec {
-            id,
-            arrival,
-            prompt_len: 8,
-            output_len: 4,
-            type_id: None,
-        }
+        RequestSpec { id, arrival, prompt_len: 8, output_len: 4, type_id: None }
     }
 
     #[test]
@@ -144,20 +122,8 @@ mod tests {
             (vec![spec(0, f64::NAN)], "arrival time NaN"),
             (vec![spec(0, f64::INFINITY)], "arrival time inf"),
             (vec![spec(0, -1.0)], "arrival time -1"),
-            (
-                vec![RequestSpec {
-                    prompt_len: 0,
-                    ..spec(7, 0.0)
-                }],
-                "prompt_len is 0",
-            ),
-            (
-                vec![RequestSpec {
-                    output_len: 0,
-                    ..spec(7, 0.0)
-                }],
-                "output_len is 0",
-            ),
+            (vec![RequestSpec { prompt_len: 0, ..spec(7, 0.0) }], "prompt_len is 0"),
+            (vec![RequestSpec { output_len: 0, ..spec(7, 0.0) }], "output_len is 0"),
         ];
         for (specs, what) in cases {
             let err = Workload::from_specs(specs).unwrap_err();
@@ -173,10 +139,7 @@ mod tests {
 
     #[test]
     fn truncated_keeps_a_prefix() {
-        let w = Workload {
-            requests: (0..5).map(|i| spec(i, i as f64)).collect(),
-            warnings: vec!["w".into()],
-        };
+        let w = Workload { requests: (0..5).map(|i| spec(i, i as f64)).collect(), warnings: vec!["w".into()] };
         let t = w.truncated(2);
         assert_eq!(t.requests, w.requests[..2]);
         assert_eq!(t.warnings, w.warnings);

@@ -44,10 +44,7 @@ pub struct TraceOptions {
 
 impl Default for TraceOptions {
     fn default() -> Self {
-        TraceOptions {
-            words_to_tokens: 1.0,
-            lengths_are_words: false,
-        }
+        TraceOptions { words_to_tokens: 1.0, lengths_are_words: false }
     }
 }
 
@@ -77,19 +74,14 @@ impl LengthTable {
     pub fn validate(&self) -> Result<()> {
         if self.prompt.len() != self.output.len() {
             let (p, o) = (self.prompt.len(), self.output.len());
-            return Err(Error::trace(format!(
-                "length table has {p} prompt lengths but {o} output lengths"
-            )));
+            return Err(Error::trace(format!("length table has {p} prompt lengths but {o} output lengths")));
         }
         if self.is_empty() {
             return Err(Error::trace("length table has no rows"));
         }
         for (column, values) in [("prompt", &self.prompt), ("output", &self.output)] {
             if let Some(row) = values.iter().position(|&v| v == 0) {
-                return Err(Error::trace_at(
-                    format!("row {row}"),
-                    format!("{column} length is 0; must be >= 1"),
-                ));
+                return Err(Error::trace_at(format!("row {row}"), format!("{column} length is 0; must be >= 1")));
             }
         }
         Ok(())
@@ -132,10 +124,7 @@ impl TraceData {
 pub fn parse_trace(text: &str, opts: &TraceOptions) -> Result<TraceData> {
     check_positive("words_to_tokens", opts.words_to_tokens)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text
-        .split('\n')
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)));
+    let mut lines = text.split('\n').enumerate().map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)));
     let (header_line, header) = loop {
         match lines.next() {
             None => return Err(Error::trace("the trace is empty: no header line and no rows")),
@@ -163,10 +152,7 @@ pub fn parse_trace(text: &str, opts: &TraceOptions) -> Result<TraceData> {
             continue;
         }
         if let Some(b) = blank_since {
-            return Err(Error::trace_at(
-                format!("line {b}"),
-                format!("blank line between rows (line {n} has data)"),
-            ));
+            return Err(Error::trace_at(format!("line {b}"), format!("blank line between rows (line {n} has data)")));
         }
         let mut width = 0;
         for (i, cell) in line.split(',').enumerate() {
@@ -222,10 +208,7 @@ pub fn parse_trace(text: &str, opts: &TraceOptions) -> Result<TraceData> {
         }
     }
     if prompt.is_empty() {
-        return Err(Error::trace_at(
-            format!("line {header_line}"),
-            "the trace has a header but no data rows",
-        ));
+        return Err(Error::trace_at(format!("line {header_line}"), "the trace has a header but no data rows"));
     }
 
     let mut warnings = Vec::new();
@@ -233,18 +216,11 @@ pub fn parse_trace(text: &str, opts: &TraceOptions) -> Result<TraceData> {
         if z > 0 {
             let rows = if z == 1 { "row" } else { "rows" };
             let after = scale.map(|f| format!(" after scaling by {f}")).unwrap_or_default();
-            warnings.push(format!(
-                "{z} {rows} had {} = 0{after}; clamped to 1",
-                layout.names[first_len + k]
-            ));
+            warnings.push(format!("{z} {rows} had {} = 0{after}; clamped to 1", layout.names[first_len + k]));
         }
     }
     if !timed {
-        return Ok(TraceData::Lengths(LengthTable {
-            prompt,
-            output,
-            warnings,
-        }));
+        return Ok(TraceData::Lengths(LengthTable { prompt, output, warnings }));
     }
     let requests = (0..prompt.len())
         .map(|i| RequestSpec {

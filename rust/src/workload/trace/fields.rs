@@ -5,9 +5,7 @@
 /// Trims whitespace and one pair of surrounding double quotes (no embedded commas or escapes are supported).
 pub(super) fn clean(cell: &str) -> &str {
     let t = cell.trim();
-    t.strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .map_or(t, str::trim)
+    t.strip_prefix('"').and_then(|s| s.strip_suffix('"')).map_or(t, str::trim)
 }
 
 /// A non-negative whole number, written as an integer (`12`) or an integral float (`12.0`, `1.2e1`).
@@ -26,9 +24,7 @@ pub(super) fn parse_count(raw: &str) -> Result<u64, String> {
         return Err(format!("negative value: found \"{raw}\"; lengths must be >= 0"));
     }
     if v.fract() != 0.0 {
-        return Err(format!(
-            "fractional token count: found \"{raw}\"; token columns must hold whole numbers"
-        ));
+        return Err(format!("fractional token count: found \"{raw}\"; token columns must hold whole numbers"));
     }
     if v > u64::MAX as f64 {
         return Err(too_large(raw));
@@ -38,10 +34,7 @@ pub(super) fn parse_count(raw: &str) -> Result<u64, String> {
 
 /// The message for a count that does not fit in `u32`.
 pub(super) fn too_large(raw: &str) -> String {
-    format!(
-        "value too large: found \"{raw}\"; token counts must be at most {}",
-        u32::MAX
-    )
+    format!("value too large: found \"{raw}\"; token counts must be at most {}", u32::MAX)
 }
 
 /// A finite, non-negative number of seconds (Vidur's `arrived_at`).
@@ -66,9 +59,7 @@ pub(super) fn parse_seconds(raw: &str) -> Result<f64, String> {
 /// subtracted.
 pub(super) fn parse_timestamp(raw: &str) -> Result<(i64, f64), String> {
     let bad = |why: &str| format!("unparseable timestamp \"{raw}\": {why} (expected YYYY-MM-DD HH:MM:SS[.fraction])");
-    let (date, time) = raw
-        .split_once([' ', 'T'])
-        .ok_or_else(|| bad("no space between date and time"))?;
+    let (date, time) = raw.split_once([' ', 'T']).ok_or_else(|| bad("no space between date and time"))?;
     let mut d = date.split('-');
     let (Some(y), Some(mo), Some(dd), None) = (d.next(), d.next(), d.next(), d.next()) else {
         return Err(bad("the date is not YYYY-MM-DD"));
@@ -98,9 +89,9 @@ pub(super) fn parse_timestamp(raw: &str) -> Result<(i64, f64), String> {
     }
     let fraction = match frac {
         None => 0.0,
-        Some(f) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => format!("0.{f}")
-            .parse::<f64>()
-            .map_err(|_| bad("bad fractional seconds"))?,
+        Some(f) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("0.{f}").parse::<f64>().map_err(|_| bad("bad fractional seconds"))?
+        }
         Some(_) => return Err(bad("the fractional seconds are not digits")),
     };
     let days = days_from_civil(year, month, day);
@@ -164,10 +155,7 @@ mod tests {
         assert_eq!(s, 1_700_158_546);
         assert!((f - 0.68059).abs() < 1e-12);
         assert_eq!(parse_timestamp("2024-02-29T23:59:59.5"), Ok((1_709_251_199, 0.5)));
-        assert_eq!(
-            parse_timestamp("2000-03-01 00:00:00.1234567890123").map(|t| t.0),
-            Ok(951_868_800)
-        );
+        assert_eq!(parse_timestamp("2000-03-01 00:00:00.1234567890123").map(|t| t.0), Ok(951_868_800));
     }
 
     #[test]

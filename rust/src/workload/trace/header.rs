@@ -18,12 +18,8 @@ pub enum TraceFormat {
 
 impl TraceFormat {
     /// All formats, in detection priority order (a header matching several picks the first).
-    pub const ALL: [TraceFormat; 4] = [
-        TraceFormat::VidurReplay,
-        TraceFormat::Azure2023,
-        TraceFormat::VidurLengths,
-        TraceFormat::LmsysWords,
-    ];
+    pub const ALL: [TraceFormat; 4] =
+        [TraceFormat::VidurReplay, TraceFormat::Azure2023, TraceFormat::VidurLengths, TraceFormat::LmsysWords];
 
     /// The required columns: the arrival column first for timed formats, then prompt, then output length.
     pub fn columns(self) -> &'static [&'static str] {
@@ -96,10 +92,8 @@ pub(super) fn layout(header: &str) -> Result<Layout> {
         }
     }
     let Some((format, _)) = best else {
-        let accepted: Vec<String> = TraceFormat::ALL
-            .iter()
-            .map(|f| format!("{} ({})", f.columns().join(","), f.name()))
-            .collect();
+        let accepted: Vec<String> =
+            TraceFormat::ALL.iter().map(|f| format!("{} ({})", f.columns().join(","), f.name())).collect();
         return Err(Error::trace_at(
             "line 1",
             format!(
@@ -114,38 +108,25 @@ pub(super) fn layout(header: &str) -> Result<Layout> {
         let Some(i) = position(col) else {
             return Err(Error::trace_at(
                 "line 1",
-                format!(
-                    "missing required column \"{col}\" for the {} format; {}",
-                    format.name(),
-                    found()
-                ),
+                format!("missing required column \"{col}\" for the {} format; {}", format.name(), found()),
             ));
         };
         if let Some(j) = cells[i + 1..].iter().position(|c| c.eq_ignore_ascii_case(col)) {
             let (a, b) = (i + 1, i + j + 2);
-            return Err(Error::trace_at(
-                "line 1",
-                format!("column \"{col}\" appears twice (columns {a} and {b})"),
-            ));
+            return Err(Error::trace_at("line 1", format!("column \"{col}\" appears twice (columns {a} and {b})")));
         }
         index.push(i);
         names.push(cells[i].to_string());
     }
-    Ok(Layout {
-        format,
-        index,
-        names,
-        width: cells.len(),
-    })
+    Ok(Layout { format, index, names, width: cells.len() })
 }
 
 /// Moves a header error from the default `line 1` to the header's real line.
 pub(super) fn relocate(err: Error, line: usize) -> Error {
     match err {
-        Error::InvalidTrace {
-            location: Some(_),
-            reason,
-        } if line != 1 => Error::trace_at(format!("line {line}"), reason),
+        Error::InvalidTrace { location: Some(_), reason } if line != 1 => {
+            Error::trace_at(format!("line {line}"), reason)
+        }
         other => other,
     }
 }

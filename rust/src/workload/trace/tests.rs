@@ -39,24 +39,12 @@ fn assert_trace_err(text: &str, location: Option<&str>, words: &[&str]) {
 #[test]
 fn detects_all_four_formats() {
     let cases = [
-        (
-            "arrived_at,num_prefill_tokens,num_decode_tokens",
-            TraceFormat::VidurReplay,
-        ),
+        ("arrived_at,num_prefill_tokens,num_decode_tokens", TraceFormat::VidurReplay),
         ("TIMESTAMP,ContextTokens,GeneratedTokens", TraceFormat::Azure2023),
-        (
-            "num_prefill_tokens,num_decode_tokens,num_total_tokens,pd_ratio",
-            TraceFormat::VidurLengths,
-        ),
+        ("num_prefill_tokens,num_decode_tokens,num_total_tokens,pd_ratio", TraceFormat::VidurLengths),
         ("question_length,answer_length", TraceFormat::LmsysWords),
-        (
-            "\u{feff} GeneratedTokens , extra, \"TIMESTAMP\",contexttokens\r\n",
-            TraceFormat::Azure2023,
-        ),
-        (
-            "num_decode_tokens,arrived_at,x,num_prefill_tokens",
-            TraceFormat::VidurReplay,
-        ),
+        ("\u{feff} GeneratedTokens , extra, \"TIMESTAMP\",contexttokens\r\n", TraceFormat::Azure2023),
+        ("num_decode_tokens,arrived_at,x,num_prefill_tokens", TraceFormat::VidurReplay),
     ];
     for (header, want) in cases {
         assert_eq!(detect_format(header).unwrap(), want, "{header}");
@@ -69,13 +57,7 @@ fn parses_vidur_replay() {
     assert_eq!(w.requests.len(), 3);
     assert_eq!(
         w.requests[1],
-        RequestSpec {
-            id: 1,
-            arrival: 4.314579,
-            prompt_len: 396,
-            output_len: 109,
-            type_id: None
-        }
+        RequestSpec { id: 1, arrival: 4.314579, prompt_len: 396, output_len: 109, type_id: None }
     );
     assert!(w.warnings.is_empty());
     w.validate().unwrap();
@@ -112,10 +94,7 @@ fn parses_length_only_formats_and_scales_words() {
     let t = lengths(text, &Default::default());
     assert_eq!((t.prompt.clone(), t.output.clone()), (vec![11, 1, 2], vec![201, 1, 3]));
     assert_eq!(t.warnings.len(), 2);
-    let opts = TraceOptions {
-        words_to_tokens: 1.3,
-        ..Default::default()
-    };
+    let opts = TraceOptions { words_to_tokens: 1.3, ..Default::default() };
     let t = lengths(text, &opts);
     // round(11 × 1.3) = 14, round(201 × 1.3) = 261, round(2 × 1.3) = 3, round(3 × 1.3) = 4.
     assert_eq!((t.prompt, t.output), (vec![14, 1, 3], vec![261, 1, 4]));
@@ -124,25 +103,16 @@ fn parses_length_only_formats_and_scales_words() {
     // Token-named columns are not scaled unless the caller says they hold words.
     let text = "num_prefill_tokens,num_decode_tokens\n10,20\n";
     assert_eq!(lengths(text, &opts).prompt, [10]);
-    let words = TraceOptions {
-        lengths_are_words: true,
-        ..opts
-    };
+    let words = TraceOptions { lengths_are_words: true, ..opts };
     assert_eq!(lengths(text, &words).output, [26]);
 }
 
 #[test]
 fn rejects_bad_options() {
     for f in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        let opts = TraceOptions {
-            words_to_tokens: f,
-            ..Default::default()
-        };
+        let opts = TraceOptions { words_to_tokens: f, ..Default::default() };
         let err = parse_trace("question_length,answer_length\n1,2\n", &opts).unwrap_err();
-        assert!(
-            matches!(&err, Error::InvalidConfig(m) if m.contains("words_to_tokens")),
-            "{err}"
-        );
+        assert!(matches!(&err, Error::InvalidConfig(m) if m.contains("words_to_tokens")), "{err}");
     }
 }
 
@@ -156,57 +126,25 @@ fn empty_text_and_header_only_are_errors() {
 
 #[test]
 fn unknown_header_lists_the_accepted_sets() {
-    let words = [
-        "unrecognised header",
-        "[a, b]",
-        "arrived_at,num_prefill_tokens,num_decode_tokens",
-    ];
+    let words = ["unrecognised header", "[a, b]", "arrived_at,num_prefill_tokens,num_decode_tokens"];
     assert_trace_err("a,b\n1,2\n", Some("line 1"), &words);
-    assert_trace_err(
-        "a,b\n1,2\n",
-        Some("line 1"),
-        &["TIMESTAMP,ContextTokens,GeneratedTokens", "question_length"],
-    );
+    assert_trace_err("a,b\n1,2\n", Some("line 1"), &["TIMESTAMP,ContextTokens,GeneratedTokens", "question_length"]);
 }
 
 #[test]
 fn missing_required_column_is_named() {
     let text = "arrived_at,num_prefill_tokens\n0,1\n";
-    assert_trace_err(
-        text,
-        Some("line 1"),
-        &["missing required column \"num_decode_tokens\"", "Vidur replay"],
-    );
-    assert_trace_err(
-        text,
-        Some("line 1"),
-        &["header found: [arrived_at, num_prefill_tokens]"],
-    );
-    assert_trace_err(
-        "TIMESTAMP,ContextTokens\n",
-        Some("line 1"),
-        &["\"GeneratedTokens\"", "Azure 2023"],
-    );
-    assert_trace_err(
-        "answer_length,foo\n1,2\n",
-        Some("line 1"),
-        &["\"question_length\"", "[answer_length, foo]"],
-    );
-    assert_trace_err(
-        "question_length,answer_length,Question_Length\n1,2,3\n",
-        Some("line 1"),
-        &["appears twice"],
-    );
+    assert_trace_err(text, Some("line 1"), &["missing required column \"num_decode_tokens\"", "Vidur replay"]);
+    assert_trace_err(text, Some("line 1"), &["header found: [arrived_at, num_prefill_tokens]"]);
+    assert_trace_err("TIMESTAMP,ContextTokens\n", Some("line 1"), &["\"GeneratedTokens\"", "Azure 2023"]);
+    assert_trace_err("answer_length,foo\n1,2\n", Some("line 1"), &["\"question_length\"", "[answer_length, foo]"]);
+    assert_trace_err("question_length,answer_length,Question_Length\n1,2,3\n", Some("line 1"), &["appears twice"]);
 }
 
 #[test]
 fn wrong_field_count_is_an_error() {
     let text = "question_length,answer_length\n1,2\n3\n";
-    assert_trace_err(
-        text,
-        Some("line 3"),
-        &["wrong number of fields", "expected 2", "found 1"],
-    );
+    assert_trace_err(text, Some("line 3"), &["wrong number of fields", "expected 2", "found 1"]);
     let text = "question_length,answer_length\n1,2,3\n";
     assert_trace_err(text, Some("line 2"), &["expected 2", "found 3"]);
 }
@@ -219,11 +157,7 @@ fn bad_values_are_located_and_explained() {
         ("1,5,-3", "num_decode_tokens", &["negative", "\"-3\""][..]),
         ("1,NaN,2", "num_prefill_tokens", &["not a finite number", "\"NaN\""][..]),
         ("1,5,inf", "num_decode_tokens", &["not a finite number", "\"inf\""][..]),
-        (
-            "1,4294967296,2",
-            "num_prefill_tokens",
-            &["too large", "4294967296", "4294967295"][..],
-        ),
+        ("1,4294967296,2", "num_prefill_tokens", &["too large", "4294967296", "4294967295"][..]),
         ("1,1e12,2", "num_prefill_tokens", &["too large", "\"1e12\""][..]),
         ("1,12.5,2", "num_prefill_tokens", &["fractional", "\"12.5\""][..]),
         ("1,,2", "num_prefill_tokens", &["empty value"][..]),
@@ -232,21 +166,11 @@ fn bad_values_are_located_and_explained() {
         ("soon,1,2", "arrived_at", &["not a number", "\"soon\""][..]),
     ];
     for (row, column, words) in cases {
-        assert_trace_err(
-            &format!("{h}{row}\n"),
-            Some(&format!("line 3, column \"{column}\"")),
-            words,
-        );
+        assert_trace_err(&format!("{h}{row}\n"), Some(&format!("line 3, column \"{column}\"")), words);
     }
-    let opts = TraceOptions {
-        words_to_tokens: 2.0,
-        ..Default::default()
-    };
+    let opts = TraceOptions { words_to_tokens: 2.0, ..Default::default() };
     let err = parse_trace("question_length,answer_length\n1,4000000000\n", &opts).unwrap_err();
-    assert!(
-        err.to_string().contains("too large") && err.to_string().contains("after scaling"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("too large") && err.to_string().contains("after scaling"), "{err}");
 }
 
 #[test]
@@ -258,58 +182,36 @@ fn timestamps_going_backwards_name_both_lines() {
         &["backwards", "line 4", "line 3", "\"4.5\"", "\"5\""],
     );
     let text = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.5,1,1\n2023-11-16 18:15:46.25,1,1\n";
-    assert_trace_err(
-        text,
-        Some("line 3, column \"TIMESTAMP\""),
-        &["backwards", "line 2", "sorted"],
-    );
+    assert_trace_err(text, Some("line 3, column \"TIMESTAMP\""), &["backwards", "line 2", "sorted"]);
 }
 
 #[test]
 fn unparseable_timestamp_is_an_error() {
     let text = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,1,1\n2023-11-16 25:00:00,1,1\n";
-    assert_trace_err(
-        text,
-        Some("line 3, column \"TIMESTAMP\""),
-        &["unparseable timestamp", "25:00:00"],
-    );
+    assert_trace_err(text, Some("line 3, column \"TIMESTAMP\""), &["unparseable timestamp", "25:00:00"]);
     let text = "TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,1,1\n";
-    assert_trace_err(
-        text,
-        Some("line 2, column \"TIMESTAMP\""),
-        &["unparseable timestamp", "\"yesterday\""],
-    );
+    assert_trace_err(text, Some("line 2, column \"TIMESTAMP\""), &["unparseable timestamp", "\"yesterday\""]);
 }
 
 #[test]
 fn blank_lines_are_fine_only_around_the_data() {
     let t = lengths("\n\nquestion_length,answer_length\n1,2\n  \n\r\n", &Default::default());
     assert_eq!(t.len(), 1);
-    assert_trace_err(
-        "question_length,answer_length\n1,2\n\n3,4\n",
-        Some("line 3"),
-        &["blank line", "line 4"],
-    );
+    assert_trace_err("question_length,answer_length\n1,2\n\n3,4\n", Some("line 3"), &["blank line", "line 4"]);
 }
 
 #[test]
 fn read_trace_file_names_the_path() {
     let missing = Path::new("/nonexistent/trace.csv");
     let err = read_trace_file(missing, &TraceOptions::default()).unwrap_err();
-    assert!(
-        matches!(&err, Error::InvalidTrace { .. }) && err.to_string().contains("/nonexistent/trace.csv"),
-        "{err}"
-    );
+    assert!(matches!(&err, Error::InvalidTrace { .. }) && err.to_string().contains("/nonexistent/trace.csv"), "{err}");
 
     let path = std::env::temp_dir().join(format!("fluidsched-trace-test-{}.csv", std::process::id()));
     std::fs::write(&path, "question_length,answer_length\n1,x\n").unwrap();
     let err = read_trace_file(&path, &TraceOptions::default()).unwrap_err();
     std::fs::remove_file(&path).unwrap();
     let msg = err.to_string();
-    assert!(
-        msg.contains(&path.display().to_string()) && msg.contains("line 2, column \"answer_length\""),
-        "{msg}"
-    );
+    assert!(msg.contains(&path.display().to_string()) && msg.contains("line 2, column \"answer_length\""), "{msg}");
 }
 
 #[test]
@@ -340,10 +242,7 @@ fn bundled_lmsys_sample() {
     assert_eq!(t.len(), 20_000);
     assert_eq!(
         t.warnings,
-        [
-            "2 rows had num_prefill_tokens = 0; clamped to 1",
-            "15 rows had num_decode_tokens = 0; clamped to 1"
-        ]
+        ["2 rows had num_prefill_tokens = 0; clamped to 1", "15 rows had num_decode_tokens = 0; clamped to 1"]
     );
     let mean = |v: &[u32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
     // README: 34.8 / 147.0 words before clamping; clamping adds 2 / 15 words in total.
@@ -375,13 +274,7 @@ fn shared_azure_and_vidur_replay_agree() {
     assert!((rate - 5.53).abs() < 0.005, "mean rate {rate}");
     for (a, v) in azure.requests.iter().zip(&vidur.requests) {
         assert_eq!((a.prompt_len, a.output_len), (v.prompt_len, v.output_len));
-        assert!(
-            (a.arrival - v.arrival).abs() < 4e-7,
-            "row {}: {} vs {}",
-            a.id,
-            a.arrival,
-            v.arrival
-        );
+        assert!((a.arrival - v.arrival).abs() < 4e-7, "row {}: {} vs {}", a.id, a.arrival, v.arrival);
     }
 }
 
@@ -398,11 +291,8 @@ fn shared_length_only_traces() {
             return;
         };
         assert_eq!(t.len(), rows, "{name}");
-        let clamped: Vec<String> = [zero_prompt, zero_output]
-            .iter()
-            .filter(|&&z| z > 0)
-            .map(|z| format!("{z} rows had"))
-            .collect();
+        let clamped: Vec<String> =
+            [zero_prompt, zero_output].iter().filter(|&&z| z > 0).map(|z| format!("{z} rows had")).collect();
         assert_eq!(t.warnings.len(), clamped.len(), "{name}: {:?}", t.warnings);
         for (w, c) in t.warnings.iter().zip(&clamped) {
             assert!(w.starts_with(c.as_str()), "{name}: {w}");
