@@ -205,6 +205,11 @@ impl Simulator {
             let step_start = self.now;
             self.scheduler.schedule(step_start)?;
             let step = self.scheduler.last_step();
+            // Count preemptions before the empty-step early exit: a step that preempted every running request
+            // (the last one preempting itself) schedules nothing, and its preemptions must still be recorded.
+            for &id in &step.preempted {
+                self.records.num_preemptions[id as usize] += 1;
+            }
             if step.is_empty() {
                 let preempted = !step.preempted.is_empty();
                 self.scheduler.complete_step(&[])?;
@@ -241,9 +246,6 @@ impl Simulator {
                 if self.records.first_scheduled[i].is_nan() {
                     self.records.first_scheduled[i] = step_start;
                 }
-            }
-            for &id in &step.preempted {
-                self.records.num_preemptions[id as usize] += 1;
             }
             self.stats.num_iterations += 1;
             self.stats.busy_time += duration;

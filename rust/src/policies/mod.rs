@@ -2,8 +2,18 @@
 //!
 //! Adding a policy: write its module, add a line to [`POLICY_NAMES`] and an arm to [`build_policy`].
 
+pub mod kv_profile;
+pub mod mc_sf;
+pub mod orca;
+pub mod sarathi;
+pub mod sglang;
+pub mod token_ratio;
 pub mod vllm;
 
+pub use mc_sf::McSfPolicy;
+pub use orca::OrcaPolicy;
+pub use sarathi::SarathiPolicy;
+pub use sglang::SglangPolicy;
 pub use vllm::VllmPolicy;
 
 use crate::error::{Error, Result};
@@ -12,7 +22,7 @@ use crate::scheduler::SchedulerConfig;
 use crate::workload::RequestType;
 
 /// Names accepted by [`build_policy`].
-pub const POLICY_NAMES: &[&str] = &["vllm"];
+pub const POLICY_NAMES: &[&str] = &["vllm", "sarathi", "mc-sf", "sglang", "orca"];
 
 /// What a policy may need to know about the run when it is built (types and rates for WAIT, for example).
 ///
@@ -42,6 +52,10 @@ pub fn build_policy(name: &str, options: PolicyOptions, ctx: &PolicyContext) -> 
     let _ = ctx;
     match name {
         "vllm" => Ok(Box::new(VllmPolicy::from_options(options)?)),
+        "sarathi" => Ok(Box::new(SarathiPolicy::from_options(options)?)),
+        "mc-sf" => Ok(Box::new(McSfPolicy::from_options(options)?)),
+        "sglang" => Ok(Box::new(SglangPolicy::from_options(options)?)),
+        "orca" => Ok(Box::new(OrcaPolicy::from_options(options)?)),
         _ => Err(Error::config(format!("unknown policy {name:?}; available policies: {}", POLICY_NAMES.join(", ")))),
     }
 }

@@ -1,0 +1,199 @@
+//! MC-SF, Memory-Constrained Shortest-First (Jaillet, Jiang, Mellou, Molinaro, Podimata, Zhou, arXiv 2502.07115),
+//! as summarised in `shared/reference/wait-paper-digest.md` §7.1. Clairvoyant: it reads output-length hints.
+//!
+//! Each step:
+//! 1. Every running request advances (one decode token each). MC-SF never preempts by choice. Only when a block
+//!    truly cannot be had (a hint was under-predicted) is the most recently admitted running request preempted
+//!    by recompute, as in vLLM, and put back in the waiting queue; such a step admits nothing.
+//! 2. Waiting requests are tried shortest remaining (hinted) output first, ties in arrival order. A candidate is
+//!    admitted if the projected KV usage of the running requests, those admitted so far this step and the
+//!    candidate stays within the capacity at every future step ([`super::kv_profile`]; checking at completion
+//!    times suffices, and the check is exact, in blocks, with block rounding: a request holding `t` tokens uses
+//!    `ceil(t / block_size)` blocks). The projection assumes each request grows by one token per step until it has
+//!    emitted its hinted output: during step `τ` (the current step is `τ = 1`) a request with `k` known tokens
+//!    holds `k − 1 + τ` tokens, for `τ ≤ max(hint − generated, 1)` steps. A request that outlives its hint is thus
+//!    projected to finish after the current step, every step, until it really does.
+//! 3. An admitted request's whole (re)prefill runs in its admission step (no chunked prefill: the paper's model
+//!    has one prefill round per request, and the projection relies on it).
+//!
+//! Decisions:
+//! - Capacity = `num_blocks − watermark_blocks`: the watermark applies (set `watermark = 0` for the full cache).
+//! - `max_num_seqs` caps the running requests. `max_num_batched_tokens` caps admission only: a prefill is
+//!   admitted if the step stays within it, except a prefill longer than the whole budget, which may run as the
+//!   step's only prefill (else it could never run). Running decodes are never capped (the projection needs them).
+//!   `enable_chunked_prefill` is ignored.
+//! - Liveness: when nothing runs, the first candidate is admitted if its prefill fits the free blocks above the
+//!   watermark, even if its (over-predicted) projected peak exceeds the capacity.
+//! - A request without a hint is treated as if its hint were `default_output_len`.
+//!
+//! Options (defaults): `on_infeasible` = `"stop"` (stop admitting at the first candidate that fails the check, as
+//! the digest believes the paper does) or `"skip"` (try the next, longer one); `default_output_len` = 256.
+//! Oracle vs predicted lengths is the driver's choice: the simulator passes exact lengths, or lengths with a
+//! multiplicative error `SimConfig::length_error`, since [`Policy::needs_output_lengths`] is true.
+//!
+//! Cost per step: O(n log n) to build the profile of the n running requests, then O(n) per candidate tried
+//! (O(log n) for most rejections) and O(n log n) per admission.
+//! Not modelled: the paper's continuous-time variants and its hindsight benchmark.
+
+use std::collections::BTreeSet;
+
+use super::kv_profile::{KvProfile, Projection};
+use super::vllm::schedule_running;
+use crate::error::{Error, Result};
+use crate::policy::{Policy, PolicyOptions};
+use crate::request::Slot;
+use crate::scheduler::SchedulerState;
+use crate::step::Step;
+
+/// Waiting-queue key: remaining hinted output, then arrival sequence, then slot.
+type Key = (u32, u64, Slot);
+
+/// Memory-Constrained Shortest-First admission over vLLM-style block accounting.
+#[derive(Debug, Clone)]
+pub struct McSfPolicy {
+    waiting: BTreeSet<Key>,
+    /// Each slot's key while it waits (indexed by slot).
+    keys: Vec<Key>,
+    next_seq: u64,
+    skip_infeasible: bool,
+    default_output_len: u32,
+    profile: KvProfile,
+    admitted: Vec<Key>,
+}
+
+impl McSfPolicy {
+    /// Options accepted by [`McSfPolicy::from_options`].
+    pub const OPTIONS: &'static [&'static str] = &["on_infeasible", "default_output_len"];
+
+    /// A policy that stops at the first infeasible candidate (`skip = false`) or skips it.
+    pub fn new(skip_infeasible: bool, default_output_len: u32) -> Self {
+        McSfPolicy {
+            waiting: BTreeSet::new(),
+            keys: Vec::new(),
+            next_seq: 0,
+            skip_infeasible,
+            default_output_len: default_output_len.max(1),
+            profile: KvProfile::default(),
+            admitted: Vec::new(),
+        }
+    }
+
+    /// Builds the policy from its options.
+    pub fn from_options(mut options: PolicyOptions) -> Result<Self> {
+        let mode = options.choice("on_infeasible", &["stop", "skip"], "stop")?;
+        let default_output_len = options.u32("default_output_len", 256)?;
+        if default_output_len == 0 {
+            return Err(Error::config("policy \"mc-sf\": default_output_len must be >= 1"));
+        }
+        options.finish(Self::OPTIONS)?;
+        Ok(McSfPolicy::new(mode == "skip", default_output_len))
+    }
+
+    /// The request's projection: `num_tokens − 1 + τ` tokens for `max(hint − generated, 1)` steps.
+    fn projection(&self, state: &SchedulerState, slot: Slot) -> Projection {
+        let r = state.request(slot);
+        let hint = r.output_len_hint.unwrap_or(self.default_output_len);
+        Projection {
+            base: r.num_tokens() - 1,
+            steps: hint.saturating_sub(r.num_output_tokens).max(1),
+        }
+    }
+
+    fn push_waiting(&mut self, state: &SchedulerState, slot: Slot, seq: u64) {
+        let key = (self.projection(state, slot).steps, seq, slot);
+        if self.keys.len() <= slot as usize {
+            self.keys.resize(slot as usize + 1, (0, 0, 0));
+        }
+        self.keys[slot as usize] = key;
+        self.waiting.insert(key);
+    }
+
+    /// Admits candidates in key order while the projection allows. Returns nothing; records in `step`.
+    fn admit(&mut self, state: &mut SchedulerState, step: &mut Step) {
+        let cfg = *state.config();
+        let capacity = u64::from(cfg.num_blocks - state.pool().watermark_blocks());
+        self.profile.clear(cfg.block_size);
+        for &slot in state.running() {
+            let p = self.projection(state, slot);
+            self.profile.push(p);
+        }
+        self.profile.rebuild();
+        self.admitted.clear();
+        for &key in &self.waiting {
+            if state.running().len() >= cfg.max_num_seqs as usize {
+                break;
+            }
+            let slot = key.2;
+            let owed = state.request(slot).num_owed_tokens();
+            let tokens = step.num_batched_tokens();
+            let within_budget = tokens.saturating_add(owed) <= cfg.max_num_batched_tokens
+                || (owed > cfg.max_num_batched_tokens && step.shape.num_prefill_seqs == 0);
+            let p = self.projection(state, slot);
+            let feasible = within_budget
+                && state.blocks_needed(slot, owed) <= state.pool().num_free()
+                && if self.profile.is_empty() {
+                    // Liveness: alone in the cache, admit whatever physically fits now.
+                    state.fits_for_admission(slot, owed)
+                } else {
+                    self.profile.fits_with(p, capacity)
+                };
+            if !feasible {
+                if self.skip_infeasible {
+                    continue;
+                }
+                break;
+            }
+            state.admit(slot, step);
+            let ok = state.allocate(slot, owed);
+            debug_assert!(ok, "checked above");
+            state.schedule(slot, owed, step);
+            self.admitted.push(key);
+            self.profile.push(p);
+            self.profile.rebuild();
+        }
+        for key in &self.admitted {
+            self.waiting.remove(key);
+        }
+    }
+}
+
+impl Policy for McSfPolicy {
+    fn name(&self) -> &'static str {
+        "mc-sf"
+    }
+
+    fn needs_output_lengths(&self) -> bool {
+        true
+    }
+
+    fn enqueue(&mut self, state: &SchedulerState, slot: Slot) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.push_waiting(state, slot, seq);
+    }
+
+    fn remove_waiting(&mut self, _state: &SchedulerState, slot: Slot) -> bool {
+        match self.keys.get(slot as usize) {
+            Some(key) => self.waiting.remove(key),
+            None => false,
+        }
+    }
+
+    fn num_waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    fn schedule(&mut self, state: &mut SchedulerState, step: &mut Step) {
+        let mut victims = Vec::new();
+        // Unlimited budget: every running request owes exactly one token (prefills run whole at admission).
+        let (_, preempted) = schedule_running(state, step, u32::MAX, |slot| victims.push(slot));
+        for slot in victims {
+            // Keep its original arrival order for ties.
+            let seq = self.keys[slot as usize].1;
+            self.push_waiting(state, slot, seq);
+        }
+        if !preempted && !self.waiting.is_empty() {
+            self.admit(state, step);
+        }
+    }
+}

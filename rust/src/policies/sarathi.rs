@@ -1,0 +1,197 @@
+//! Sarathi-Serve (Agrawal et al., "Taming Throughput-Latency Tradeoff in LLM Inference with Sarathi-Serve",
+//! OSDI 2024, arXiv 2403.02310): chunked prefill under a per-iteration token budget, with stall-free batching.
+//! Follows Vidur's `sarathi` replica scheduler (`shared/reference/simulator-notes.md` §1.4) and vLLM's chunked
+//! prefill (`shared/reference/vllm-integration.md` §5.1).
+//!
+//! Each step, within `token_budget` tokens:
+//! 1. **Decodes first**: every running request in its decode phase gets one token, in admission order. When one
+//!    cannot get a KV block, the most recently admitted running request is preempted by recompute and put back
+//!    at the head of the waiting queue, until the allocation succeeds or the request preempted itself (vLLM's
+//!    rule). A decode is never skipped to make room for a prefill; decodes only wait when they alone exceed the
+//!    budget, and then the step holds no prefill.
+//! 2. **In-progress prefills**: running requests still in their (re)prefill get their next chunk, the owed
+//!    tokens cut to the budget left, in admission order.
+//! 3. **New prefills**, only if nothing was preempted in this step: waiting requests FCFS, admitted while the whole
+//!    (re)prefill fits in free blocks above the watermark and `max_num_seqs` allows; the first that does not fit
+//!    stops admission (head-of-line blocking, vLLM's rule). Each gets a chunk of at most the budget left.
+//!
+//! Decisions:
+//! - `token_budget` **replaces** `max_num_batched_tokens` for this policy (that field is ignored), and
+//!   `chunked_prefill` replaces `enable_chunked_prefill`: Sarathi's budget is vLLM's `max_num_batched_tokens`, so
+//!   one knob is enough.
+//! - Without chunking, a prefill runs whole, in a step whose budget left allows it; a prefill longer than the
+//!   whole budget is chunked anyway (else it could never run), as in [`super::vllm`].
+//! - Blocks for the whole (re)prefill are allocated at admission, as Vidur's `sarathi` does, so later chunks
+//!   never allocate and only decodes can trigger preemption (vLLM checks that the whole prompt fits, then
+//!   allocates chunk by chunk). Without chunking the two coincide: with an unlimited budget and
+//!   `chunked_prefill = false` this policy makes exactly the steps of [`super::vllm::VllmPolicy`].
+//!
+//! Options (defaults): `token_budget` = 512 (the paper's and Vidur's `chunk_size`), `chunked_prefill` = true.
+//! Not modelled: GEMM-tile alignment of the budget, pipeline parallelism, `long_prefill_token_threshold`.
+
+use std::collections::VecDeque;
+
+use crate::error::{Error, Result};
+use crate::policy::{Policy, PolicyOptions};
+use crate::request::Slot;
+use crate::scheduler::SchedulerState;
+use crate::step::Step;
+
+/// Sarathi-Serve's stall-free chunked-prefill scheduling.
+#[derive(Debug, Clone)]
+pub struct SarathiPolicy {
+    waiting: VecDeque<Slot>,
+    token_budget: u32,
+    chunked_prefill: bool,
+}
+
+impl SarathiPolicy {
+    /// Options accepted by [`SarathiPolicy::from_options`].
+    pub const OPTIONS: &'static [&'static str] = &["token_budget", "chunked_prefill"];
+
+    /// Default per-iteration token budget.
+    pub const DEFAULT_TOKEN_BUDGET: u32 = 512;
+
+    /// A policy with the given budget (>= 1) and chunking flag.
+    pub fn new(token_budget: u32, chunked_prefill: bool) -> Self {
+        SarathiPolicy {
+            waiting: VecDeque::new(),
+            token_budget: token_budget.max(1),
+            chunked_prefill,
+        }
+    }
+
+    /// Builds the policy from its options.
+    pub fn from_options(mut options: PolicyOptions) -> Result<Self> {
+        let token_budget = options.u32("token_budget", Self::DEFAULT_TOKEN_BUDGET)?;
+        if token_budget == 0 {
+            return Err(Error::config("policy \"sarathi\": token_budget must be >= 1"));
+        }
+        let chunked_prefill = options.bool("chunked_prefill", true)?;
+        options.finish(Self::OPTIONS)?;
+        Ok(SarathiPolicy::new(token_budget, chunked_prefill))
+    }
+
+    /// The per-iteration token budget.
+    pub fn token_budget(&self) -> u32 {
+        self.token_budget
+    }
+
+    /// Tokens a prefill owing `owed` gets with `budget` left (0: not this step).
+    fn chunk(&self, owed: u32, budget: u32) -> u32 {
+        if self.chunked_prefill || owed > self.token_budget {
+            owed.min(budget)
+        } else if owed <= budget {
+            owed
+        } else {
+            0
+        }
+    }
+
+    /// Phase 1: one token for every decoding request, preempting the newest when a block is missing. Returns the
+    /// budget left and whether anything was preempted.
+    fn schedule_decodes(&mut self, state: &mut SchedulerState, step: &mut Step, mut budget: u32) -> (u32, bool) {
+        let mut preempted = false;
+        let mut i = 0;
+        while i < state.running().len() && budget > 0 {
+            let slot = state.running()[i];
+            if state.request(slot).is_prefill() {
+                i += 1;
+                continue;
+            }
+            // Victims come from the end of the running list, so they were never scheduled in this step.
+            let mut scheduled = false;
+            loop {
+                if state.allocate(slot, 1) {
+                    scheduled = true;
+                    break;
+                }
+                let Some(&victim) = state.running().last() else { break };
+                state.preempt(victim, step);
+                self.waiting.push_front(victim);
+                preempted = true;
+                if victim == slot {
+                    break;
+                }
+            }
+            if !scheduled {
+                break;
+            }
+            state.schedule(slot, 1, step);
+            budget -= 1;
+            i += 1;
+        }
+        (budget, preempted)
+    }
+
+    /// Phase 2: the next chunk of every running prefill (their blocks were allocated at admission).
+    fn schedule_prefill_chunks(&self, state: &mut SchedulerState, step: &mut Step, mut budget: u32) -> u32 {
+        for i in 0..state.running().len() {
+            if budget == 0 {
+                break;
+            }
+            let slot = state.running()[i];
+            let r = state.request(slot);
+            if !r.is_prefill() {
+                continue;
+            }
+            let n = self.chunk(r.num_owed_tokens(), budget);
+            if n == 0 || !state.allocate(slot, n) {
+                continue;
+            }
+            state.schedule(slot, n, step);
+            budget -= n;
+        }
+        budget
+    }
+
+    /// Phase 3: FCFS admission of new (or preempted) requests, whole prefill reserved, first chunk scheduled.
+    fn admit(&mut self, state: &mut SchedulerState, step: &mut Step, mut budget: u32) {
+        let max_seqs = state.config().max_num_seqs as usize;
+        while let Some(&slot) = self.waiting.front() {
+            if budget == 0 || state.running().len() >= max_seqs {
+                break;
+            }
+            let owed = state.request(slot).num_owed_tokens();
+            let n = self.chunk(owed, budget);
+            if n == 0 || !state.fits_for_admission(slot, owed) {
+                break;
+            }
+            self.waiting.pop_front();
+            state.admit(slot, step);
+            let ok = state.allocate(slot, owed);
+            debug_assert!(ok, "admission checked the whole prefill fits");
+            state.schedule(slot, n, step);
+            budget -= n;
+        }
+    }
+}
+
+impl Policy for SarathiPolicy {
+    fn name(&self) -> &'static str {
+        "sarathi"
+    }
+
+    fn enqueue(&mut self, _state: &SchedulerState, slot: Slot) {
+        self.waiting.push_back(slot);
+    }
+
+    fn remove_waiting(&mut self, _state: &SchedulerState, slot: Slot) -> bool {
+        match self.waiting.iter().position(|&s| s == slot) {
+            Some(pos) => self.waiting.remove(pos).is_some(),
+            None => false,
+        }
+    }
+
+    fn num_waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    fn schedule(&mut self, state: &mut SchedulerState, step: &mut Step) {
+        let (budget, preempted) = self.schedule_decodes(state, step, self.token_budget);
+        let budget = self.schedule_prefill_chunks(state, step, budget);
+        if !preempted {
+            self.admit(state, step, budget);
+        }
+    }
+}
