@@ -20,26 +20,18 @@ struct Req {
 }
 
 fn arb_config() -> impl Strategy<Value = SchedulerConfig> {
-    (
-        4u32..=16,
-        20u32..=200,
-        prop_oneof![Just(0.0), 0.01f64..0.1],
-        1u32..=16,
-        8u32..=600,
-        any::<bool>(),
+    (4u32..=16, 20u32..=200, prop_oneof![Just(0.0), 0.01f64..0.1], 1u32..=16, 8u32..=600, any::<bool>()).prop_map(
+        |(block_size, num_blocks, watermark, max_num_seqs, max_num_batched_tokens, enable_chunked_prefill)| {
+            SchedulerConfig {
+                block_size,
+                num_blocks,
+                watermark,
+                max_num_seqs,
+                max_num_batched_tokens,
+                enable_chunked_prefill,
+            }
+        },
     )
-        .prop_map(
-            |(block_size, num_blocks, watermark, max_num_seqs, max_num_batched_tokens, enable_chunked_prefill)| {
-                SchedulerConfig {
-                    block_size,
-                    num_blocks,
-                    watermark,
-                    max_num_seqs,
-                    max_num_batched_tokens,
-                    enable_chunked_prefill,
-                }
-            },
-        )
 }
 
 /// A config and requests that each fit the usable cache.
@@ -51,11 +43,7 @@ fn arb_case() -> impl Strategy<Value = (SchedulerConfig, Vec<Req>)> {
             .into_iter()
             .map(|(gap, p, o)| {
                 let prompt = p.min(usable - 1);
-                Req {
-                    gap,
-                    prompt,
-                    output: o.min(usable - prompt),
-                }
+                Req { gap, prompt, output: o.min(usable - prompt) }
             })
             .collect();
         (cfg, reqs)
@@ -155,21 +143,13 @@ fn exact(_: usize) -> f64 {
 /// Sarathi's per-step properties: within the budget, and no prefill while a running decode waits.
 fn sarathi_check(budget: u32) -> impl FnMut(&Scheduler, &Step) -> Result<(), TestCaseError> {
     move |sched, step| {
-        prop_assert!(
-            step.num_batched_tokens() <= budget,
-            "{} tokens > budget {budget}",
-            step.num_batched_tokens()
-        );
+        prop_assert!(step.num_batched_tokens() <= budget, "{} tokens > budget {budget}", step.num_batched_tokens());
         if step.shape.num_prefill_seqs > 0 {
             let st = sched.state();
             for &slot in st.running() {
                 let r = st.request(slot);
                 let scheduled = step.scheduled.iter().any(|s| s.slot == slot);
-                prop_assert!(
-                    scheduled || r.is_prefill(),
-                    "decode of request {} delayed for a prefill",
-                    r.id
-                );
+                prop_assert!(scheduled || r.is_prefill(), "decode of request {} delayed for a prefill", r.id);
             }
         }
         Ok(())
@@ -281,19 +261,10 @@ fn workload(reqs: &[Req]) -> Workload {
         .enumerate()
         .map(|(i, r)| {
             t += 0.01 * f64::from(r.gap);
-            RequestSpec {
-                id: i as u64,
-                arrival: t,
-                prompt_len: r.prompt,
-                output_len: r.output,
-                type_id: None,
-            }
+            RequestSpec { id: i as u64, arrival: t, prompt_len: r.prompt, output_len: r.output, type_id: None }
         })
         .collect();
-    Workload {
-        requests,
-        warnings: vec![],
-    }
+    Workload { requests, warnings: vec![] }
 }
 
 /// Runs a simulation to the end; returns each request's finish time, as bits.
@@ -313,18 +284,11 @@ fn registry_knows_every_baseline_and_rejects_unknown_options() {
         let p = build_policy(name, PolicyOptions::new(name, []), &PolicyContext::default()).unwrap();
         assert_eq!(p.name(), name);
         let bad = PolicyOptions::new(name, [("no_such_option".to_string(), OptionValue::Num(1.0))]);
-        let err = build_policy(name, bad, &PolicyContext::default())
-            .unwrap_err()
-            .to_string();
+        let err = build_policy(name, bad, &PolicyContext::default()).unwrap_err().to_string();
         assert!(err.contains("no_such_option"), "{err}");
     }
     let bad = |name: &str, k: &str, v: OptionValue| {
-        build_policy(
-            name,
-            PolicyOptions::new(name, [(k.to_string(), v)]),
-            &PolicyContext::default(),
-        )
-        .is_err()
+        build_policy(name, PolicyOptions::new(name, [(k.to_string(), v)]), &PolicyContext::default()).is_err()
     };
     assert!(bad("sarathi", "token_budget", OptionValue::Num(0.0)));
     assert!(bad("mc-sf", "on_infeasible", OptionValue::Str("maybe".into())));

@@ -51,13 +51,7 @@ impl Policy for PreemptOnce {
 #[test]
 fn preemptions_in_an_empty_step_are_recorded() {
     let w = Workload {
-        requests: vec![RequestSpec {
-            id: 0,
-            arrival: 0.0,
-            prompt_len: 10,
-            output_len: 5,
-            type_id: None,
-        }],
+        requests: vec![RequestSpec { id: 0, arrival: 0.0, prompt_len: 10, output_len: 5, type_id: None }],
         warnings: vec![],
     };
     let mut sim = Simulator::new(&w, Box::new(PreemptOnce::default()), &SimConfig::default()).unwrap();

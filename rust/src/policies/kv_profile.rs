@@ -68,11 +68,7 @@ impl KvProfile {
 
     /// Projected blocks at step `tau`, computed directly in O(n).
     pub fn blocks_at(&self, tau: u32) -> u64 {
-        self.items
-            .iter()
-            .filter(|p| p.steps >= tau)
-            .map(|p| self.blocks(u64::from(p.base) + u64::from(tau)))
-            .sum()
+        self.items.iter().filter(|p| p.steps >= tau).map(|p| self.blocks(u64::from(p.base) + u64::from(tau))).sum()
     }
 
     /// The projected peak over all future steps (0 when empty). Valid after [`KvProfile::rebuild`].
@@ -85,8 +81,7 @@ impl KvProfile {
         let bs = u64::from(self.block_size);
         self.items.sort_unstable_by_key(|p| std::cmp::Reverse(p.steps));
         self.ms.clear();
-        self.ms
-            .extend(self.items.iter().map(|p| ((u64::from(p.base) + bs - 1) % bs) as u32));
+        self.ms.extend(self.items.iter().map(|p| ((u64::from(p.base) + bs - 1) % bs) as u32));
         self.ms.sort_unstable();
         self.ms.dedup();
         self.fenwick.clear();

@@ -93,10 +93,7 @@ impl McSfPolicy {
     fn projection(&self, state: &SchedulerState, slot: Slot) -> Projection {
         let r = state.request(slot);
         let hint = r.output_len_hint.unwrap_or(self.default_output_len);
-        Projection {
-            base: r.num_tokens() - 1,
-            steps: hint.saturating_sub(r.num_output_tokens).max(1),
-        }
+        Projection { base: r.num_tokens() - 1, steps: hint.saturating_sub(r.num_output_tokens).max(1) }
     }
 
     fn push_waiting(&mut self, state: &SchedulerState, slot: Slot, seq: u64) {

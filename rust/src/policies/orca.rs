@@ -51,11 +51,7 @@ impl OrcaPolicy {
 
     /// A policy reserving `max_tokens` per request, or the oracle length when `oracle` is set.
     pub fn new(oracle: bool, max_tokens: u32) -> Self {
-        OrcaPolicy {
-            waiting: VecDeque::new(),
-            oracle,
-            max_tokens: max_tokens.max(1),
-        }
+        OrcaPolicy { waiting: VecDeque::new(), oracle, max_tokens: max_tokens.max(1) }
     }
 
     /// Builds the policy from its options.
@@ -89,11 +85,8 @@ impl OrcaPolicy {
                 break;
             }
             let owed = state.request(slot).num_owed_tokens();
-            let n = if cfg.enable_chunked_prefill || owed > cfg.max_num_batched_tokens {
-                owed.min(budget)
-            } else {
-                owed
-            };
+            let n =
+                if cfg.enable_chunked_prefill || owed > cfg.max_num_batched_tokens { owed.min(budget) } else { owed };
             let reserve = self.reservation(state, slot);
             if n > budget || state.blocks_needed(slot, reserve) > state.pool().num_free() {
                 break;

@@ -54,11 +54,7 @@ impl SarathiPolicy {
 
     /// A policy with the given budget (>= 1) and chunking flag.
     pub fn new(token_budget: u32, chunked_prefill: bool) -> Self {
-        SarathiPolicy {
-            waiting: VecDeque::new(),
-            token_budget: token_budget.max(1),
-            chunked_prefill,
-        }
+        SarathiPolicy { waiting: VecDeque::new(), token_budget: token_budget.max(1), chunked_prefill }
     }
 
     /// Builds the policy from its options.

@@ -102,10 +102,7 @@ impl SglangPolicy {
 
     /// Remaining output budget, clipped: `min(max(max_new − generated, 1), clip)`.
     fn clipped_rem(&self, r: &Request) -> u32 {
-        self.max_new(r)
-            .saturating_sub(r.num_output_tokens)
-            .max(1)
-            .min(self.clip_max_new_tokens)
+        self.max_new(r).saturating_sub(r.num_output_tokens).max(1).min(self.clip_max_new_tokens)
     }
 
     /// SGLang's post-retraction estimate over the requests still running.
@@ -117,11 +114,7 @@ impl SglangPolicy {
             max_new += f64::from(self.max_new(r));
         }
         let n = state.running().len() as f64;
-        if max_new == 0.0 {
-            1.0
-        } else {
-            ((decoded + f64::from(self.retract_decode_steps) * n) / max_new).min(1.0)
-        }
+        if max_new == 0.0 { 1.0 } else { ((decoded + f64::from(self.retract_decode_steps) * n) / max_new).min(1.0) }
     }
 
     /// FCFS admission under the reservation rule.
@@ -142,11 +135,8 @@ impl SglangPolicy {
             }
             let r = state.request(slot);
             let owed = r.num_owed_tokens();
-            let n = if cfg.enable_chunked_prefill || owed > cfg.max_num_batched_tokens {
-                owed.min(budget)
-            } else {
-                owed
-            };
+            let n =
+                if cfg.enable_chunked_prefill || owed > cfg.max_num_batched_tokens { owed.min(budget) } else { owed };
             let cost = f64::from(owed) + f64::from(self.clipped_rem(r));
             let fits = state.blocks_needed(slot, owed) <= state.pool().num_free();
             let reserved_ok = cost < rem_tokens || state.running().is_empty();

@@ -18,25 +18,16 @@ impl TokenRatio {
     /// `decay_steps` (>= 1) steps.
     pub fn new(init: f64, min_factor: f64, decay_steps: u32) -> Result<Self> {
         if !(init > 0.0 && init <= 1.0) {
-            return Err(Error::config(format!(
-                "init_new_token_ratio must be in (0, 1], got {init}"
-            )));
+            return Err(Error::config(format!("init_new_token_ratio must be in (0, 1], got {init}")));
         }
         if !(0.0..=1.0).contains(&min_factor) {
-            return Err(Error::config(format!(
-                "min_new_token_ratio_factor must be in [0, 1], got {min_factor}"
-            )));
+            return Err(Error::config(format!("min_new_token_ratio_factor must be in [0, 1], got {min_factor}")));
         }
         if decay_steps == 0 {
             return Err(Error::config("decay_steps must be >= 1"));
         }
         let min = init * min_factor;
-        Ok(TokenRatio {
-            init,
-            min,
-            decay: (init - min) / f64::from(decay_steps),
-            value: init,
-        })
+        Ok(TokenRatio { init, min, decay: (init - min) / f64::from(decay_steps), value: init })
     }
 
     /// The current ratio.
@@ -76,11 +67,7 @@ mod tests {
         for _ in 0..300 {
             r.decay();
         }
-        assert!(
-            (r.value() - (0.7 + 0.098) / 2.0).abs() < 1e-9,
-            "halfway after 300 steps: {}",
-            r.value()
-        );
+        assert!((r.value() - (0.7 + 0.098) / 2.0).abs() < 1e-9, "halfway after 300 steps: {}", r.value());
         for _ in 0..300 {
             r.decay();
         }
