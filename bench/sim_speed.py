@@ -23,9 +23,11 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=None, help="rescale arrivals to this many req/s")
     args = p.parse_args()
     workload = load_workload(bundled_trace("azure"), rate=args.rate)
-    print(f"fluidsched {fluidsched.__version__}, Python {platform.python_version()}, {platform.machine()}; "
-          f"{len(workload)} requests from {bundled_trace('azure').name}, "
-          f"rate {workload.mean_rate:.2f} req/s, Llama-2-7B/A100 time model, 118,784 KV tokens")
+    print(
+        f"fluidsched {fluidsched.__version__}, Python {platform.python_version()}, {platform.machine()}; "
+        f"{len(workload)} requests from {bundled_trace('azure').name}, "
+        f"rate {workload.mean_rate:.2f} req/s, Llama-2-7B/A100 time model, 118,784 KV tokens"
+    )
     print(f"{'policy':>12} {'median req/wall-s':>18} {'min':>10} {'max':>10} {'sim wall s':>11} {'iterations':>11}")
     for policy in args.policy or POLICY_NAMES:
         rates = []
@@ -39,8 +41,10 @@ def main() -> None:
             rates.append(s["num_finished"] / elapsed)
             wall.append(s["wall_time_s"])
             iterations = int(s["num_iterations"])
-        print(f"{policy:>12} {statistics.median(rates):>18,.0f} {min(rates):>10,.0f} {max(rates):>10,.0f} "
-              f"{statistics.median(wall):>11.4f} {iterations:>11,}")
+        print(
+            f"{policy:>12} {statistics.median(rates):>18,.0f} {min(rates):>10,.0f} {max(rates):>10,.0f} "
+            f"{statistics.median(wall):>11.4f} {iterations:>11,}"
+        )
 
 
 if __name__ == "__main__":

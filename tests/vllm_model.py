@@ -115,7 +115,7 @@ class VllmModel:
         return self.num_blocks - self.free
 
     def blocks_for(self, tokens: int) -> int:
-        return -(-tokens // self.block_size)
+        return tokens // self.block_size + 1
 
     def blocks_needed(self, r: ModelRequest, n: int) -> int:
         return max(0, self.blocks_for(r.computed + n) - r.blocks)
@@ -189,7 +189,7 @@ class VllmModel:
                 r = self.requests[self.waiting[0]]
                 owed = r.owed
                 n = min(owed, budget) if self.chunked or owed > self.max_tokens else owed
-                if n > budget or self.blocks_needed(r, owed) > self.free:
+                if n > budget or self.blocks_needed(r, owed) + self.watermark_blocks > self.free:
                     break
                 self.waiting.popleft()
                 r.state = "running"

@@ -196,13 +196,19 @@ impl PySimulation {
     }
 }
 
-fn f64_bytes<'py>(py: Python<'py>, xs: impl Iterator<Item = f64>) -> Bound<'py, PyBytes> {
-    let buf: Vec<u8> = xs.flat_map(f64::to_ne_bytes).collect();
+fn f64_bytes<'py>(py: Python<'py>, xs: impl ExactSizeIterator<Item = f64>) -> Bound<'py, PyBytes> {
+    let mut buf = Vec::with_capacity(xs.len() * 8);
+    for x in xs {
+        buf.extend_from_slice(&x.to_ne_bytes());
+    }
     PyBytes::new(py, &buf)
 }
 
-fn u32_bytes<'py>(py: Python<'py>, xs: impl Iterator<Item = u32>) -> Bound<'py, PyBytes> {
-    let buf: Vec<u8> = xs.flat_map(u32::to_ne_bytes).collect();
+fn u32_bytes<'py>(py: Python<'py>, xs: impl ExactSizeIterator<Item = u32>) -> Bound<'py, PyBytes> {
+    let mut buf = Vec::with_capacity(xs.len() * 4);
+    for x in xs {
+        buf.extend_from_slice(&x.to_ne_bytes());
+    }
     PyBytes::new(py, &buf)
 }
 
@@ -272,7 +278,7 @@ impl PySimulation {
 
     /// Summary metrics as a dict (the keys of `fluidsched simulate --json`).
     fn summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = guard(|| Ok(self.lock()?.summary()))?;
+        let s = py.detach(|| guard(|| Ok(self.lock()?.summary())))?;
         let d = PyDict::new(py);
         for (k, v) in s.fields() {
             if k.starts_with("num_") {
@@ -312,7 +318,7 @@ impl PySimulation {
         Ok(d)
     }
 
-    /// Gaps between consecutive tokens of a request, seconds (native-endian f8 bytes).
+    /// Gaps between consecutive tokens of a request, seconds (native-endian f8 bytes), in no particular order.
     fn time_between_tokens<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let sim = guard(|| self.lock())?;
         Ok(f64_bytes(py, sim.time_between_tokens().iter().copied()))

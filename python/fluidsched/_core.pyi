@@ -4,6 +4,16 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Final, final
 
+__all__ = [
+    "POLICY_NAMES",
+    "Scheduler",
+    "Simulation",
+    "Step",
+    "StepOutcome",
+    "Workload",
+    "__version__",
+]
+
 __version__: Final[str]
 POLICY_NAMES: Final[list[str]]
 
@@ -88,7 +98,7 @@ class Scheduler:
         """Adds a waiting request. ``output_len`` (if known) finishes it after that many output tokens."""
     def schedule(self, now: float = 0.0) -> Step:
         """Builds the next iteration's batch at time ``now`` (seconds)."""
-    def complete_step(self, finished: Sequence[int] = ()) -> StepOutcome:
+    def complete_step(self, finished: Sequence[int] = ...) -> StepOutcome:
         """Applies the pending step; ``finished`` lists ids the driver saw stop."""
     def abort_request(self, request_id: int) -> None:
         """Removes a waiting or running request, freeing its blocks."""

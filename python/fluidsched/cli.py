@@ -24,7 +24,8 @@ def _parse_type(text: str) -> tuple[int, int, float]:
     try:
         prompt, output, rate = int(parts[0]), int(parts[1]), float(parts[2])
     except ValueError:
-        raise argparse.ArgumentTypeError(f"PROMPT and OUTPUT must be integers and RATE a number, got {text!r}") from None
+        msg = f"PROMPT and OUTPUT must be integers and RATE a number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
     if prompt < 1 or output < 1 or not (math.isfinite(rate) and rate > 0):
         raise argparse.ArgumentTypeError(f"need PROMPT >= 1, OUTPUT >= 1 and RATE > 0, got {text!r}")
     return prompt, output, rate
@@ -89,26 +90,56 @@ def add_workload_options(p: argparse.ArgumentParser) -> None:
     src = w.add_mutually_exclusive_group()
     src.add_argument("--trace", metavar="FILE", help="trace CSV (Vidur replay, Azure 2023, Vidur lengths or LMSYS)")
     src.add_argument(
-        "--type", dest="types", metavar="PROMPT:OUTPUT:RATE", action="append", type=_parse_type,
+        "--type",
+        dest="types",
+        metavar="PROMPT:OUTPUT:RATE",
+        action="append",
+        type=_parse_type,
         help="synthetic request type (repeatable): prompt tokens, output tokens, arrivals per second",
     )
-    w.add_argument("--num-requests", type=_positive_int, metavar="N", help="requests to simulate (default: whole "
-                   "trace; 10000 for --type)")
-    w.add_argument("--rate", type=_positive_float, metavar="R", help="rescale arrivals to R requests/s (required "
-                   "for length-only traces)")
-    w.add_argument("--arrival", choices=("poisson", "gamma"), default="poisson",
-                   help="arrival process for length-only traces (default: poisson)")
+    w.add_argument(
+        "--num-requests",
+        type=_positive_int,
+        metavar="N",
+        help="requests to simulate (default: whole trace; 10000 for --type)",
+    )
+    w.add_argument(
+        "--rate",
+        type=_positive_float,
+        metavar="R",
+        help="rescale arrivals to R requests/s (required for length-only traces)",
+    )
+    w.add_argument(
+        "--arrival",
+        choices=("poisson", "gamma"),
+        default="poisson",
+        help="arrival process for length-only traces (default: poisson)",
+    )
     w.add_argument("--cv", type=_positive_float, default=1.0, help="coefficient of variation of gamma gaps")
-    w.add_argument("--words-to-tokens", type=_positive_float, default=1.0, metavar="F",
-                   help="tokens per word for word-count traces such as LMSYS (default 1.0: use words as tokens)")
+    w.add_argument(
+        "--words-to-tokens",
+        type=_positive_float,
+        default=1.0,
+        metavar="F",
+        help="tokens per word for word-count traces such as LMSYS (default 1.0: use words as tokens)",
+    )
     w.add_argument("--seed", type=int, default=0, help="seed for synthetic arrivals and predictions (default 0)")
     m = p.add_argument_group("model and memory")
-    m.add_argument("--time-model", choices=("llama2-7b-a100", "linear"), default="llama2-7b-a100",
-                   help="iteration-time model (default: llama2-7b-a100, profiled)")
+    m.add_argument(
+        "--time-model",
+        choices=("llama2-7b-a100", "linear"),
+        default="llama2-7b-a100",
+        help="iteration-time model (default: llama2-7b-a100, profiled)",
+    )
     m.add_argument("--d0", type=_non_negative_float, metavar="SEC", help="linear model: seconds per iteration")
     m.add_argument("--d1", type=_non_negative_float, metavar="SEC", help="linear model: seconds per token")
-    m.add_argument("--kv-capacity", type=_positive_int, default=DEFAULT_KV_CAPACITY, metavar="TOKENS",
-                   help=f"KV-cache capacity in tokens (default {DEFAULT_KV_CAPACITY:,}: Llama-2-7B on A100-80GB)")
+    m.add_argument(
+        "--kv-capacity",
+        type=_positive_int,
+        default=DEFAULT_KV_CAPACITY,
+        metavar="TOKENS",
+        help=f"KV-cache capacity in tokens (default {DEFAULT_KV_CAPACITY:,}: Llama-2-7B on A100-80GB)",
+    )
     m.add_argument("--block-size", type=_positive_int, default=16, metavar="N", help="tokens per KV block")
 
 
@@ -120,8 +151,13 @@ def _workload_from_args(args: argparse.Namespace) -> Workload:
     if not args.trace:
         raise InvalidConfigError("give a workload: --trace FILE, or --type PROMPT:OUTPUT:RATE (repeatable)")
     return load_workload(
-        args.trace, rate=args.rate, num_requests=args.num_requests, arrival=args.arrival, cv=args.cv,
-        seed=args.seed, words_to_tokens=args.words_to_tokens,
+        args.trace,
+        rate=args.rate,
+        num_requests=args.num_requests,
+        arrival=args.arrival,
+        cv=args.cv,
+        seed=args.seed,
+        words_to_tokens=args.words_to_tokens,
     )
 
 
@@ -138,14 +174,19 @@ def _format_summary(policy: str, s: dict[str, float]) -> str:
         ("policy", policy),
         ("requests finished", f"{int(s['num_finished'])} / {int(s['num_requests'])}"),
         ("throughput", f"{s['throughput_tokens_per_s']:.1f} output tokens/s, {s['requests_per_s']:.3f} req/s"),
-        ("latency mean / p50 / p99", f"{s['latency_mean_s']:.3f} / {s['latency_p50_s']:.3f} / "
-         f"{s['latency_p99_s']:.3f} s"),
+        (
+            "latency mean / p50 / p99",
+            f"{s['latency_mean_s']:.3f} / {s['latency_p50_s']:.3f} / {s['latency_p99_s']:.3f} s",
+        ),
         ("TTFT mean / p50 / p99", f"{s['ttft_mean_s']:.3f} / {s['ttft_p50_s']:.3f} / {s['ttft_p99_s']:.3f} s"),
         ("time between tokens p50 / p99", f"{s['tbt_p50_s'] * 1e3:.2f} / {s['tbt_p99_s'] * 1e3:.2f} ms"),
         ("KV usage mean / max", f"{s['kv_usage_mean_fraction']:.1%} / {s['kv_usage_max_fraction']:.1%}"),
         ("preemptions", f"{int(s['num_preemptions'])}"),
-        ("iterations", f"{int(s['num_iterations'])}, mean {s['mean_iteration_time_s'] * 1e3:.2f} ms, "
-         f"mean batch {s['mean_batch_size']:.1f}"),
+        (
+            "iterations",
+            f"{int(s['num_iterations'])}, mean {s['mean_iteration_time_s'] * 1e3:.2f} ms, "
+            f"mean batch {s['mean_batch_size']:.1f}",
+        ),
         ("busy fraction", f"{s['busy_fraction']:.1%}"),
         ("simulated span", f"{s['simulated_span_s']:.1f} s (wall {s['wall_time_s']:.3f} s)"),
     ]
@@ -199,21 +240,41 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    sim = sub.add_parser("simulate", help="simulate one policy on a trace or synthetic workload",
-                         description="Simulate one policy until every request finishes; print the metrics.")
+    sim = sub.add_parser(
+        "simulate",
+        help="simulate one policy on a trace or synthetic workload",
+        description="Simulate one policy until every request finishes; print the metrics.",
+    )
     sim.add_argument("--policy", default="vllm", choices=POLICY_NAMES, help="scheduling policy (default: vllm)")
-    sim.add_argument("-o", "--option", dest="options", action="append", type=_parse_option, metavar="KEY=VALUE",
-                     help="policy option (repeatable), e.g. -o token_budget=512; lists as 1,2,3")
+    sim.add_argument(
+        "-o",
+        "--option",
+        dest="options",
+        action="append",
+        type=_parse_option,
+        metavar="KEY=VALUE",
+        help="policy option (repeatable), e.g. -o token_budget=512; lists as 1,2,3",
+    )
     add_workload_options(sim)
     lim = sim.add_argument_group("scheduler limits (vLLM names)")
     lim.add_argument("--max-num-seqs", type=_positive_int, default=256, help="most running requests (default 256)")
-    lim.add_argument("--max-num-batched-tokens", type=_positive_int, default=8192,
-                     help="most tokens per iteration (default 8192)")
+    lim.add_argument(
+        "--max-num-batched-tokens", type=_positive_int, default=8192, help="most tokens per iteration (default 8192)"
+    )
     lim.add_argument("--no-chunked-prefill", action="store_true", help="run every prefill in one iteration")
-    lim.add_argument("--watermark", type=_non_negative_float, default=0.01,
-                     help="fraction of KV blocks kept free at admission (default 0.01)")
-    lim.add_argument("--length-error", type=_non_negative_float, default=0.0, metavar="E",
-                     help="relative error of output lengths shown to clairvoyant policies (default 0: exact)")
+    lim.add_argument(
+        "--watermark",
+        type=_non_negative_float,
+        default=0.01,
+        help="fraction of KV blocks kept free at admission (default 0.01)",
+    )
+    lim.add_argument(
+        "--length-error",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="E",
+        help="relative error of output lengths shown to clairvoyant policies (default 0: exact)",
+    )
     out = sim.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     out.add_argument("--out", metavar="FILE", help="write per-request records to this CSV file")

@@ -45,8 +45,8 @@ def _table(results: list[SimResult]) -> str:
             row.append(fmt.format(value))
         rows.append(row)
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(lines)
 
 
@@ -78,15 +78,24 @@ def _plot(results: list[SimResult], path: Path, title: str) -> bool:
     return True
 
 
-def run_demo(rate: float = DEMO_RATE, num_requests: int | None = None, policies: list[str] | None = None,
-             out_dir: Path = Path("."), as_json: bool = False, quiet: bool = False) -> list[SimResult]:
+def run_demo(
+    rate: float = DEMO_RATE,
+    num_requests: int | None = None,
+    policies: list[str] | None = None,
+    out_dir: Path = Path("."),
+    as_json: bool = False,
+    quiet: bool = False,
+) -> list[SimResult]:
     """Runs every policy (or ``policies``) on the bundled Azure trace at ``rate`` req/s and reports them."""
     trace = bundled_trace("azure")
     workload = load_workload(trace, rate=rate, num_requests=num_requests)
     names = policies or list(POLICY_NAMES)
     if not quiet:
-        print(f"fluidsched demo: {len(workload)} requests from {trace.name} at {rate:g} req/s, Llama-2-7B on "
-              f"A100-80GB (118,784 KV tokens)", file=sys.stderr)
+        print(
+            f"fluidsched demo: {len(workload)} requests from {trace.name} at {rate:g} req/s, Llama-2-7B on "
+            f"A100-80GB (118,784 KV tokens)",
+            file=sys.stderr,
+        )
     results = []
     t0 = time.perf_counter()
     for name in names:
@@ -111,8 +120,14 @@ def run_demo(rate: float = DEMO_RATE, num_requests: int | None = None, policies:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    run_demo(rate=args.rate, num_requests=args.num_requests, policies=args.policy, out_dir=Path(args.out_dir),
-             as_json=args.json, quiet=args.quiet)
+    run_demo(
+        rate=args.rate,
+        num_requests=args.num_requests,
+        policies=args.policy,
+        out_dir=Path(args.out_dir),
+        as_json=args.json,
+        quiet=args.quiet,
+    )
     return 0
 
 
@@ -120,9 +135,12 @@ def add_parser(sub: Any) -> None:
     """Registers the ``demo`` subcommand."""
     from fluidsched.cli import _positive_float, _positive_int
 
-    p = sub.add_parser("demo", help="compare every policy on the bundled Azure trace (table + PNG plot)",
-                       description="Run every available policy on the bundled Azure 2023 conversation sample at a "
-                                   "load where KV memory binds; print a comparison table and write a PNG plot.")
+    p = sub.add_parser(
+        "demo",
+        help="compare every policy on the bundled Azure trace (table + PNG plot)",
+        description="Run every available policy on the bundled Azure 2023 conversation sample at a "
+        "load where KV memory binds; print a comparison table and write a PNG plot.",
+    )
     p.add_argument("--rate", type=_positive_float, default=DEMO_RATE, help=f"arrival rate, req/s (default {DEMO_RATE})")
     p.add_argument("--num-requests", type=_positive_int, metavar="N", help="use only the first N requests")
     p.add_argument("--policy", action="append", choices=POLICY_NAMES, help="run only these policies (repeatable)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
 import sys
@@ -49,7 +50,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "wall_time_s",
 )
 
-OptionValue = Union[bool, int, float, str, list[float]]
+OptionValue = Union[bool, int, float, str, list[float]]  # noqa: UP007 (a runtime alias; Python 3.10 needs Union)
 PathLike = Union[str, "os.PathLike[str]"]
 
 _ITERATIONS_PER_CHUNK = 20_000
@@ -94,21 +95,24 @@ def load_workload(
 
 def _array(entry: tuple[bytes, str]) -> npt.NDArray[Any]:
     data, dtype = entry
-    return np.frombuffer(data, dtype=np.dtype(dtype)).copy()
+    array: npt.NDArray[Any] = np.frombuffer(data, dtype=np.dtype(dtype)).copy()
+    return array
 
 
 class SimResult:
     """The outcome of one simulation: summary metrics, per-request arrays and the per-iteration log.
 
-    Per-request arrays are indexed by the request's position in the workload (arrival order).
+    Per-request arrays are indexed by the request's position in the workload (arrival order). The iteration log
+    and the time-between-tokens sample are converted on first access.
     """
 
-    def __init__(self, policy: str, summary: dict[str, float], records: dict[str, Any], iterations: dict[str, Any],
-                 tbt: bytes, num_blocks: int) -> None:
-        self.policy = policy
+    def __init__(self, sim: Simulation, num_blocks: int) -> None:
+        self._sim = sim
+        self.policy: str = sim.policy
         #: KV blocks in the simulated cache (``iterations["used_blocks"] / num_blocks`` is the usage fraction).
         self.num_blocks = num_blocks
-        self._summary = summary
+        self._summary = sim.summary()
+        records = sim.records()
         self.arrival: npt.NDArray[np.float64] = _array(records["arrival"])
         self.first_scheduled: npt.NDArray[np.float64] = _array(records["first_scheduled"])
         self.first_token: npt.NDArray[np.float64] = _array(records["first_token"])
@@ -116,17 +120,25 @@ class SimResult:
         self.prompt_len: npt.NDArray[np.uint32] = _array(records["prompt_len"])
         self.output_len: npt.NDArray[np.uint32] = _array(records["output_len"])
         self.num_preemptions: npt.NDArray[np.uint32] = _array(records["num_preemptions"])
-        self.iterations: dict[str, npt.NDArray[Any]] = {k: _array(v) for k, v in iterations.items()}
-        self.time_between_tokens: npt.NDArray[np.float64] = np.frombuffer(tbt, dtype=np.float64).copy()
+
+    @functools.cached_property
+    def iterations(self) -> dict[str, npt.NDArray[Any]]:
+        """Per-iteration log: ``start``, ``duration`` (s), ``num_tokens``, ``num_seqs``, ``used_blocks``."""
+        return {k: _array(v) for k, v in self._sim.iterations().items()}
+
+    @functools.cached_property
+    def time_between_tokens(self) -> npt.NDArray[np.float64]:
+        """Gaps between consecutive output tokens of each request, seconds (a sample; order unspecified)."""
+        return np.frombuffer(self._sim.time_between_tokens(), dtype=np.float64)
 
     @property
     def latency(self) -> npt.NDArray[np.float64]:
-        """End-to-end latency per request (finish − arrival), seconds."""
+        """End-to-end latency per request (finish - arrival), seconds."""
         return self.finish - self.arrival
 
     @property
     def ttft(self) -> npt.NDArray[np.float64]:
-        """Time to first token per request (first token − arrival), seconds."""
+        """Time to first token per request (first token - arrival), seconds."""
         return self.first_token - self.arrival
 
     def summary(self) -> dict[str, float]:
@@ -135,7 +147,7 @@ class SimResult:
 
     def to_csv(self, path: PathLike) -> None:
         """Writes one row per request: id, arrival, lengths, event times, latency, TTFT, preemptions."""
-        columns = {
+        columns: dict[str, npt.NDArray[Any]] = {
             "request_id": np.arange(len(self.arrival)),
             "arrival_s": self.arrival,
             "prompt_len": self.prompt_len,
@@ -150,7 +162,7 @@ class SimResult:
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(columns)
-            for row in zip(*(c.tolist() for c in columns.values())):
+            for row in zip(*(c.tolist() for c in columns.values()), strict=True):
                 writer.writerow([repr(x) if isinstance(x, float) else x for x in row])
 
     def __repr__(self) -> str:
@@ -247,4 +259,4 @@ def simulate(
             bar.update(*sim.progress())
     finally:
         bar.close()
-    return SimResult(sim.policy, sim.summary(), sim.records(), sim.iterations(), sim.time_between_tokens(), num_blocks)
+    return SimResult(sim, num_blocks)

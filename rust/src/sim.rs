@@ -73,6 +73,7 @@ pub struct Simulator {
     num_finished: usize,
     empty_streak: u32,
     wall_time_s: f64,
+    summary: Option<Summary>,
 }
 
 impl Simulator {
@@ -150,6 +151,7 @@ impl Simulator {
             num_finished: 0,
             empty_streak: 0,
             wall_time_s: 0.0,
+            summary: None,
         })
     }
 
@@ -310,21 +312,23 @@ impl Simulator {
         &self.log
     }
 
-    /// Gaps between consecutive tokens of the same request, seconds, in emission order.
+    /// Gaps between consecutive tokens of the same request, seconds: a sample of the time-between-tokens
+    /// distribution, in no particular order (computing the summary reorders it).
     pub fn time_between_tokens(&self) -> &[f64] {
         &self.tbt
     }
 
-    /// The summary metrics so far (normally called once the run is done).
-    pub fn summary(&self) -> Summary {
-        let mut tbt = self.tbt.clone();
-        Summary::compute(
-            &self.records,
-            &mut tbt,
-            &self.stats,
-            self.scheduler.state().config().num_blocks,
-            self.wall_time_s,
-        )
+    /// The summary metrics so far (normally called once the run is done; then it is computed once and cached).
+    pub fn summary(&mut self) -> Summary {
+        if let Some(s) = &self.summary {
+            return s.clone();
+        }
+        let num_blocks = self.scheduler.state().config().num_blocks;
+        let s = Summary::compute(&self.records, &mut self.tbt, &self.stats, num_blocks, self.wall_time_s);
+        if self.is_done() {
+            self.summary = Some(s.clone());
+        }
+        s
     }
 }
 
