@@ -48,7 +48,7 @@ pub enum Error {
     Stalled(String),
 }
 
-/// `Result` with the crate's [`Error`] as the default error type.
+/// `Result` with the crate's [`Error`](enum@Error) as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

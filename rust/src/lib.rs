@@ -6,6 +6,32 @@
 //! thresholds, and a discrete-event [`Simulator`] that drives the scheduler over a [`Workload`].
 //!
 //! The crate is pure Rust: the Python bindings live in a separate crate and only call this API.
+//!
+//! ```
+//! use fluidsched_core::policies::VllmPolicy;
+//! use fluidsched_core::request::NewRequest;
+//! use fluidsched_core::{Scheduler, SchedulerConfig};
+//!
+//! let config = SchedulerConfig { num_blocks: 64, block_size: 16, ..SchedulerConfig::default() };
+//! let mut scheduler = Scheduler::new(config, Box::new(VllmPolicy::new()))?;
+//! scheduler.add_request(NewRequest {
+//!     id: 7,
+//!     prompt_len: 40,
+//!     output_len: Some(2),
+//!     output_len_hint: None,
+//!     type_id: None,
+//!     arrival: 0.0,
+//! })?;
+//! // Iteration 1: the whole prompt (chunked prefill is on, the budget is ample); it emits the first token.
+//! let step = scheduler.schedule(0.0)?;
+//! assert_eq!((step.scheduled[0].id, step.scheduled[0].num_tokens), (7, 40));
+//! assert_eq!(scheduler.complete_step(&[])?.emitted, vec![(7, 1)]);
+//! // Iteration 2: one decode token, the second and last output token; the request finishes.
+//! scheduler.schedule(0.05)?;
+//! assert_eq!(scheduler.complete_step(&[])?.finished, vec![7]);
+//! assert_eq!(scheduler.num_used_blocks(), 0);
+//! # Ok::<(), fluidsched_core::Error>(())
+//! ```
 
 pub mod block_pool;
 pub mod error;
