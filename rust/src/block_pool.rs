@@ -38,11 +38,18 @@ impl BlockPool {
             return Err(Error::config(format!("num_blocks must be < {FREE}")));
         }
         if !(watermark.is_finite() && (0.0..1.0).contains(&watermark)) {
-            return Err(Error::config(format!("watermark must be a fraction in [0, 1), got {watermark}")));
+            return Err(Error::config(format!(
+                "watermark must be a fraction in [0, 1), got {watermark}"
+            )));
         }
         // Floor, like vLLM and Vidur (`int(watermark * num_blocks)`).
         let watermark_blocks = (watermark * f64::from(num_blocks)).floor() as u32;
-        Ok(BlockPool { block_size, watermark_blocks, free: (0..num_blocks).rev().collect(), owner: vec![FREE; num_blocks as usize] })
+        Ok(BlockPool {
+            block_size,
+            watermark_blocks,
+            free: (0..num_blocks).rev().collect(),
+            owner: vec![FREE; num_blocks as usize],
+        })
     }
 
     /// Tokens per block.
@@ -132,12 +139,19 @@ impl BlockPool {
             }
             *seen = true;
             if self.owner[b as usize] != FREE {
-                return Err(format!("block {b} is free and owned by slot {}", self.owner[b as usize]));
+                return Err(format!(
+                    "block {b} is free and owned by slot {}",
+                    self.owner[b as usize]
+                ));
             }
         }
         let owned = self.owner.iter().filter(|&&o| o != FREE).count();
         if owned + self.free.len() != self.owner.len() {
-            return Err(format!("{owned} owned + {} free != {} blocks", self.free.len(), self.owner.len()));
+            return Err(format!(
+                "{owned} owned + {} free != {} blocks",
+                self.free.len(),
+                self.owner.len()
+            ));
         }
         Ok(())
     }

@@ -59,12 +59,18 @@ impl Error {
 
     /// Shorthand for [`Error::InvalidTrace`] without a location.
     pub fn trace(reason: impl Into<String>) -> Self {
-        Error::InvalidTrace { location: None, reason: reason.into() }
+        Error::InvalidTrace {
+            location: None,
+            reason: reason.into(),
+        }
     }
 
     /// Shorthand for [`Error::InvalidTrace`] at a location.
     pub fn trace_at(location: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidTrace { location: Some(location.into()), reason: reason.into() }
+        Error::InvalidTrace {
+            location: Some(location.into()),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -73,7 +79,9 @@ pub fn check_positive(name: &str, value: f64) -> Result<f64> {
     if value.is_finite() && value > 0.0 {
         Ok(value)
     } else {
-        Err(Error::config(format!("{name} must be a finite number > 0, got {value}")))
+        Err(Error::config(format!(
+            "{name} must be a finite number > 0, got {value}"
+        )))
     }
 }
 
@@ -82,6 +90,8 @@ pub fn check_non_negative(name: &str, value: f64) -> Result<f64> {
     if value.is_finite() && value >= 0.0 {
         Ok(value)
     } else {
-        Err(Error::config(format!("{name} must be a finite number >= 0, got {value}")))
+        Err(Error::config(format!(
+            "{name} must be a finite number >= 0, got {value}"
+        )))
     }
 }

@@ -153,11 +153,24 @@ impl Summary {
     ) -> Summary {
         let n = records.len();
         let finished: Vec<usize> = (0..n).filter(|&i| records.finish[i].is_finite()).collect();
-        let mut latency: Vec<f64> = finished.iter().map(|&i| records.finish[i] - records.arrival[i]).collect();
-        let mut ttft: Vec<f64> = finished.iter().map(|&i| records.first_token[i] - records.arrival[i]).collect();
+        let mut latency: Vec<f64> = finished
+            .iter()
+            .map(|&i| records.finish[i] - records.arrival[i])
+            .collect();
+        let mut ttft: Vec<f64> = finished
+            .iter()
+            .map(|&i| records.first_token[i] - records.arrival[i])
+            .collect();
         let first_arrival = records.arrival.iter().copied().fold(f64::INFINITY, f64::min);
-        let last_finish = finished.iter().map(|&i| records.finish[i]).fold(f64::NEG_INFINITY, f64::max);
-        let span = if finished.is_empty() { 0.0 } else { last_finish - first_arrival };
+        let last_finish = finished
+            .iter()
+            .map(|&i| records.finish[i])
+            .fold(f64::NEG_INFINITY, f64::max);
+        let span = if finished.is_empty() {
+            0.0
+        } else {
+            last_finish - first_arrival
+        };
         let tokens: u64 = finished.iter().map(|&i| u64::from(records.output_len[i])).sum();
         let per_s = |x: f64| if span > 0.0 { x / span } else { 0.0 };
         let iters = it.num_iterations as f64;
@@ -185,8 +198,16 @@ impl Summary {
             num_preemptions: records.num_preemptions.iter().map(|&p| u64::from(p)).sum(),
             num_iterations: it.num_iterations,
             mean_iteration_time_s: if iters > 0.0 { it.busy_time / iters } else { 0.0 },
-            mean_batch_size: if iters > 0.0 { it.sum_batch_size as f64 / iters } else { 0.0 },
-            busy_fraction: if span > 0.0 { (it.busy_time / span).min(1.0) } else { 0.0 },
+            mean_batch_size: if iters > 0.0 {
+                it.sum_batch_size as f64 / iters
+            } else {
+                0.0
+            },
+            busy_fraction: if span > 0.0 {
+                (it.busy_time / span).min(1.0)
+            } else {
+                0.0
+            },
             simulated_span_s: span,
             wall_time_s,
         }
@@ -195,7 +216,11 @@ impl Summary {
 
 /// Arithmetic mean; NaN for an empty slice.
 pub fn mean(xs: &[f64]) -> f64 {
-    if xs.is_empty() { f64::NAN } else { xs.iter().sum::<f64>() / xs.len() as f64 }
+    if xs.is_empty() {
+        f64::NAN
+    } else {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
 }
 
 /// The `q`-th percentile (0–100) with linear interpolation between order statistics (NumPy's default);

@@ -86,11 +86,17 @@ impl PolicyOptions {
     pub fn new(policy: &str, values: impl IntoIterator<Item = (String, OptionValue)>) -> Self {
         // Accept both `max_wait` and `max-wait`.
         let values = values.into_iter().map(|(k, v)| (k.replace('-', "_"), v)).collect();
-        PolicyOptions { policy: policy.to_string(), values }
+        PolicyOptions {
+            policy: policy.to_string(),
+            values,
+        }
     }
 
     fn bad(&self, key: &str, want: &str, got: &OptionValue) -> Error {
-        Error::config(format!("policy {:?}: option {key} must be {want}, got {got}", self.policy))
+        Error::config(format!(
+            "policy {:?}: option {key} must be {want}, got {got}",
+            self.policy
+        ))
     }
 
     /// Takes a number option, or `default`.
@@ -104,7 +110,11 @@ impl PolicyOptions {
 
     /// Takes an optional number option.
     pub fn opt_f64(&mut self, key: &str) -> Result<Option<f64>> {
-        if self.values.contains_key(key) { self.f64(key, 0.0).map(Some) } else { Ok(None) }
+        if self.values.contains_key(key) {
+            self.f64(key, 0.0).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Takes a non-negative integer option, or `default`.
@@ -153,7 +163,11 @@ impl PolicyOptions {
             Some(k) => Err(Error::config(format!(
                 "policy {:?} has no option {k:?}; its options are: {}",
                 self.policy,
-                if accepted.is_empty() { "(none)".to_string() } else { accepted.join(", ") }
+                if accepted.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    accepted.join(", ")
+                }
             ))),
         }
     }

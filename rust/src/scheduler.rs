@@ -118,7 +118,9 @@ impl SchedulerState {
     #[inline]
     pub fn blocks_needed(&self, slot: Slot, n: u32) -> u32 {
         let r = &self.requests[slot as usize];
-        self.pool.blocks_for(r.num_computed_tokens + n).saturating_sub(r.num_blocks())
+        self.pool
+            .blocks_for(r.num_computed_tokens + n)
+            .saturating_sub(r.num_blocks())
     }
 
     /// Whether a waiting request could be admitted holding `n` tokens, keeping the watermark free.
@@ -157,7 +159,11 @@ impl SchedulerState {
     #[inline]
     pub fn schedule(&mut self, slot: Slot, n: u32, step: &mut Step) {
         let r = &self.requests[slot as usize];
-        debug_assert!(n >= 1 && n <= r.num_owed_tokens(), "scheduling {n} tokens, owed {}", r.num_owed_tokens());
+        debug_assert!(
+            n >= 1 && n <= r.num_owed_tokens(),
+            "scheduling {n} tokens, owed {}",
+            r.num_owed_tokens()
+        );
         debug_assert!(self.pool.blocks_for(r.num_computed_tokens + n) <= r.num_blocks());
         let is_prefill = r.is_prefill();
         let context = r.num_computed_tokens;
@@ -166,7 +172,13 @@ impl SchedulerState {
         } else {
             step.shape.add_decode(context);
         }
-        step.scheduled.push(ScheduledRequest { id: r.id, slot, num_tokens: n, context, is_prefill });
+        step.scheduled.push(ScheduledRequest {
+            id: r.id,
+            slot,
+            num_tokens: n,
+            context,
+            is_prefill,
+        });
     }
 
     /// Preempts running request `slot` by recompute: frees its blocks, resets its progress, removes it from the
@@ -200,7 +212,11 @@ impl SchedulerState {
             }
             for &b in &r.blocks {
                 if self.pool.owner_of(b) != Some(slot as Slot) {
-                    return Err(format!("request {} lists block {b} that the pool gives to {:?}", r.id, self.pool.owner_of(b)));
+                    return Err(format!(
+                        "request {} lists block {b} that the pool gives to {:?}",
+                        r.id,
+                        self.pool.owner_of(b)
+                    ));
                 }
             }
             owned += u64::from(r.num_blocks());
@@ -209,22 +225,41 @@ impl SchedulerState {
                     return Err(format!("waiting request {} holds {} blocks", r.id, r.blocks.len()));
                 }
                 RequestState::Running if r.num_blocks() < self.pool.blocks_for(r.num_computed_tokens) => {
-                    return Err(format!("request {} computed {} tokens in {} blocks", r.id, r.num_computed_tokens, r.num_blocks()));
+                    return Err(format!(
+                        "request {} computed {} tokens in {} blocks",
+                        r.id,
+                        r.num_computed_tokens,
+                        r.num_blocks()
+                    ));
                 }
                 RequestState::Finished => return Err(format!("finished request {} still held", r.id)),
                 _ => {}
             }
         }
         if owned != u64::from(self.pool.num_used()) {
-            return Err(format!("requests hold {owned} blocks but the pool has {} in use", self.pool.num_used()));
+            return Err(format!(
+                "requests hold {owned} blocks but the pool has {} in use",
+                self.pool.num_used()
+            ));
         }
-        let running_states = self.running.iter().all(|&s| self.requests[s as usize].state == RequestState::Running);
-        let n_running = self.index.values().filter(|&&s| self.requests[s as usize].state == RequestState::Running).count();
+        let running_states = self
+            .running
+            .iter()
+            .all(|&s| self.requests[s as usize].state == RequestState::Running);
+        let n_running = self
+            .index
+            .values()
+            .filter(|&&s| self.requests[s as usize].state == RequestState::Running)
+            .count();
         if !running_states || n_running != self.running.len() {
             return Err("running list and request states disagree".into());
         }
         if self.running.len() > self.config.max_num_seqs as usize {
-            return Err(format!("{} running > max_num_seqs {}", self.running.len(), self.config.max_num_seqs));
+            return Err(format!(
+                "{} running > max_num_seqs {}",
+                self.running.len(),
+                self.config.max_num_seqs
+            ));
         }
         Ok(())
     }
@@ -259,7 +294,14 @@ impl Scheduler {
             admit_counter: 0,
             now: 0.0,
         };
-        Ok(Scheduler { state, policy, step: Step::default(), outcome: StepOutcome::default(), finished_slots: Vec::new(), step_pending: false })
+        Ok(Scheduler {
+            state,
+            policy,
+            step: Step::default(),
+            outcome: StepOutcome::default(),
+            finished_slots: Vec::new(),
+            step_pending: false,
+        })
     }
 
     /// The policy's name.
@@ -326,7 +368,9 @@ impl Scheduler {
     /// Builds the next iteration's batch at time `now`.
     pub fn schedule(&mut self, now: f64) -> Result<&Step> {
         if self.step_pending {
-            return Err(Error::InvalidState("schedule called twice without complete_step".into()));
+            return Err(Error::InvalidState(
+                "schedule called twice without complete_step".into(),
+            ));
         }
         if !now.is_finite() {
             return Err(Error::config(format!("now must be finite, got {now}")));
@@ -348,7 +392,9 @@ impl Scheduler {
     /// their output length or whose ids are in `finished` (the driver saw them stop), and frees their blocks.
     pub fn complete_step(&mut self, finished: &[u64]) -> Result<&StepOutcome> {
         if !self.step_pending {
-            return Err(Error::InvalidState("complete_step called without a pending schedule".into()));
+            return Err(Error::InvalidState(
+                "complete_step called without a pending schedule".into(),
+            ));
         }
         for &id in finished {
             if !self.state.index.contains_key(&id) {
@@ -396,7 +442,8 @@ impl Scheduler {
             self.policy.on_release(st, slot);
         }
         let requests = &st.requests;
-        st.running.retain(|&s| requests[s as usize].state != RequestState::Finished);
+        st.running
+            .retain(|&s| requests[s as usize].state != RequestState::Finished);
         for &slot in &self.finished_slots {
             let r = &mut st.requests[slot as usize];
             st.pool.free_all(&mut r.blocks);
@@ -410,7 +457,9 @@ impl Scheduler {
     /// `complete_step`.
     pub fn abort_request(&mut self, id: u64) -> Result<()> {
         if self.step_pending {
-            return Err(Error::InvalidState("abort_request between schedule and complete_step".into()));
+            return Err(Error::InvalidState(
+                "abort_request between schedule and complete_step".into(),
+            ));
         }
         let slot = *self.state.index.get(&id).ok_or(Error::UnknownRequest(id))?;
         let st = &mut self.state;
@@ -476,7 +525,10 @@ impl Scheduler {
         self.state.check_invariants()?;
         let waiting = self.state.index.len() - self.state.running.len();
         if waiting != self.policy.num_waiting() {
-            return Err(format!("{waiting} requests are waiting but the policy queues {}", self.policy.num_waiting()));
+            return Err(format!(
+                "{waiting} requests are waiting but the policy queues {}",
+                self.policy.num_waiting()
+            ));
         }
         Ok(())
     }

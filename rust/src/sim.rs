@@ -82,7 +82,10 @@ impl Simulator {
         config.scheduler.validate()?;
         check_non_negative("length_error", config.length_error)?;
         if config.length_error >= 1.0 {
-            return Err(Error::config(format!("length_error must be < 1, got {}", config.length_error)));
+            return Err(Error::config(format!(
+                "length_error must be < 1, got {}",
+                config.length_error
+            )));
         }
         let scheduler = Scheduler::new(config.scheduler, policy)?;
         let specs = workload.requests.clone();
@@ -102,10 +105,16 @@ impl Simulator {
             * u64::from(config.scheduler.block_size);
         for (i, s) in specs.iter().enumerate() {
             if !(s.arrival.is_finite() && s.arrival >= 0.0) {
-                return Err(Error::trace(format!("request {}: arrival must be finite and >= 0, got {}", s.id, s.arrival)));
+                return Err(Error::trace(format!(
+                    "request {}: arrival must be finite and >= 0, got {}",
+                    s.id, s.arrival
+                )));
             }
             if s.prompt_len == 0 || s.output_len == 0 {
-                return Err(Error::trace(format!("request {}: prompt and output lengths must be >= 1", s.id)));
+                return Err(Error::trace(format!(
+                    "request {}: prompt and output lengths must be >= 1",
+                    s.id
+                )));
             }
             let need = u64::from(s.prompt_len) + u64::from(s.output_len);
             if need > usable_tokens {
@@ -131,7 +140,11 @@ impl Simulator {
             };
             hints.push(hint);
         }
-        let tbt_capacity: usize = specs.iter().map(|s| s.output_len as usize).sum::<usize>().saturating_sub(n);
+        let tbt_capacity: usize = specs
+            .iter()
+            .map(|s| s.output_len as usize)
+            .sum::<usize>()
+            .saturating_sub(n);
         Ok(Simulator {
             scheduler,
             time_model: config.time_model.clone(),
@@ -312,6 +325,12 @@ impl Simulator {
     /// The summary metrics so far (normally called once the run is done).
     pub fn summary(&self) -> Summary {
         let mut tbt = self.tbt.clone();
-        Summary::compute(&self.records, &mut tbt, &self.stats, self.scheduler.state().config().num_blocks, self.wall_time_s)
+        Summary::compute(
+            &self.records,
+            &mut tbt,
+            &self.stats,
+            self.scheduler.state().config().num_blocks,
+            self.wall_time_s,
+        )
     }
 }

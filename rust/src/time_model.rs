@@ -73,7 +73,9 @@ impl TimeModel {
         check_non_negative("d0", d0)?;
         check_non_negative("d1", d1)?;
         if d0 == 0.0 && d1 == 0.0 {
-            return Err(crate::Error::config("d0 and d1 cannot both be 0: iterations would take no time"));
+            return Err(crate::Error::config(
+                "d0 and d1 cannot both be 0: iterations would take no time",
+            ));
         }
         Ok(TimeModel::Linear { d0, d1 })
     }

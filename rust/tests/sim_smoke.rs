@@ -19,12 +19,18 @@ fn workload(n: usize, rate: f64, seed: u64) -> Workload {
             }
         })
         .collect();
-    Workload { requests, warnings: vec![] }
+    Workload {
+        requests,
+        warnings: vec![],
+    }
 }
 
 fn config(num_blocks: u32) -> SimConfig {
     SimConfig {
-        scheduler: SchedulerConfig { num_blocks, ..SchedulerConfig::default() },
+        scheduler: SchedulerConfig {
+            num_blocks,
+            ..SchedulerConfig::default()
+        },
         time_model: TimeModel::Linear { d0: 0.005, d1: 0.0001 },
         ..SimConfig::default()
     }
@@ -38,7 +44,10 @@ fn every_request_finishes_and_memory_binds() {
     let s = sim.summary();
     assert_eq!(s.num_finished, 3000);
     assert!(s.kv_usage_max_fraction <= 1.0);
-    assert!(s.num_preemptions > 0, "a 24k-token cache under this load must preempt: {s:?}");
+    assert!(
+        s.num_preemptions > 0,
+        "a 24k-token cache under this load must preempt: {s:?}"
+    );
     let r = sim.records();
     for i in 0..r.len() {
         assert!(r.arrival[i] <= r.first_scheduled[i]);
@@ -58,7 +67,10 @@ fn same_seed_same_results() {
     };
     let (a, ta) = run();
     let (b, tb) = run();
-    assert_eq!(a.finish.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), b.finish.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    assert_eq!(
+        a.finish.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        b.finish.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
     assert_eq!(ta.len(), tb.len());
     assert!(ta.iter().zip(&tb).all(|(x, y)| x.to_bits() == y.to_bits()));
 }

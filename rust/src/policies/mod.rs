@@ -42,6 +42,9 @@ pub fn build_policy(name: &str, options: PolicyOptions, ctx: &PolicyContext) -> 
     let _ = ctx;
     match name {
         "vllm" => Ok(Box::new(VllmPolicy::from_options(options)?)),
-        _ => Err(Error::config(format!("unknown policy {name:?}; available policies: {}", POLICY_NAMES.join(", ")))),
+        _ => Err(Error::config(format!(
+            "unknown policy {name:?}; available policies: {}",
+            POLICY_NAMES.join(", ")
+        ))),
     }
 }

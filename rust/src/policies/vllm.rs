@@ -61,7 +61,11 @@ pub fn schedule_running(
         let owed = state.request(slot).num_owed_tokens();
         // Without chunking, a prefill runs whole (it waits for a step with enough budget), except one longer than
         // the whole budget, which is chunked rather than stalled forever.
-        let n = if chunked || owed > max_tokens { owed.min(budget) } else { owed };
+        let n = if chunked || owed > max_tokens {
+            owed.min(budget)
+        } else {
+            owed
+        };
         if n > budget {
             i += 1;
             continue;
@@ -100,7 +104,11 @@ pub fn admit_fcfs(state: &mut SchedulerState, step: &mut Step, queue: &mut VecDe
         }
         let owed = state.request(slot).num_owed_tokens();
         // A prefill longer than the whole budget can never run unchunked; chunk it anyway rather than stall.
-        let n = if cfg.enable_chunked_prefill || owed > cfg.max_num_batched_tokens { owed.min(budget) } else { owed };
+        let n = if cfg.enable_chunked_prefill || owed > cfg.max_num_batched_tokens {
+            owed.min(budget)
+        } else {
+            owed
+        };
         if n > budget || !state.fits_for_admission(slot, owed) {
             break;
         }
