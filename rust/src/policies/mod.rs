@@ -2,9 +2,13 @@
 //!
 //! Adding a policy: write its module, add a line to [`POLICY_NAMES`] and an arm to [`build_policy`].
 
+pub mod nested_wait;
 pub mod vllm;
+pub mod wait;
 
+pub use nested_wait::NestedWaitPolicy;
 pub use vllm::VllmPolicy;
+pub use wait::{AdmissionRule, WaitConfig, WaitPolicy};
 
 use crate::error::{Error, Result};
 use crate::policy::{Policy, PolicyOptions};
@@ -12,7 +16,7 @@ use crate::scheduler::SchedulerConfig;
 use crate::workload::RequestType;
 
 /// Names accepted by [`build_policy`].
-pub const POLICY_NAMES: &[&str] = &["vllm"];
+pub const POLICY_NAMES: &[&str] = &["vllm", "wait", "nested-wait"];
 
 /// What a policy may need to know about the run when it is built (types and rates for WAIT, for example).
 ///
@@ -39,9 +43,10 @@ pub struct PolicyContext {
 /// Builds the policy called `name` from its options; unknown names and options are errors that list the valid
 /// ones.
 pub fn build_policy(name: &str, options: PolicyOptions, ctx: &PolicyContext) -> Result<Box<dyn Policy>> {
-    let _ = ctx;
     match name {
         "vllm" => Ok(Box::new(VllmPolicy::from_options(options)?)),
+        "wait" => Ok(Box::new(WaitPolicy::from_options(options, ctx)?)),
+        "nested-wait" => Ok(Box::new(NestedWaitPolicy::from_options(options, ctx)?)),
         _ => Err(Error::config(format!(
             "unknown policy {name:?}; available policies: {}",
             POLICY_NAMES.join(", ")
