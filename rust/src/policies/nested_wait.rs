@@ -343,7 +343,8 @@ impl NestedWaitPolicy {
             };
             let Some(oldest) = oldest else { continue };
             let n = self.plan.thresholds[s] as usize;
-            let due = now - oldest >= self.max_wait;
+            // The same expression as `next_wakeup`, so a wake-up at the deadline always finds the entry due.
+            let due = oldest + self.max_wait <= now;
             if len < n && !due {
                 break;
             }

@@ -88,7 +88,7 @@ pub struct WaitPolicy {
 }
 
 /// Default relative margin of the target iteration time above the stability bound.
-pub const DEFAULT_HEADROOM: f64 = 0.25;
+pub const DEFAULT_HEADROOM: f64 = 1.0;
 
 /// Default liveness deadline, in multiples of the slowest cohort interval `max_j n_j / λ_j`.
 pub const MAX_WAIT_INTERVALS: f64 = 20.0;
@@ -223,10 +223,11 @@ impl WaitPolicy {
         }
     }
 
+    /// Whether type j's oldest request reached its deadline (the same expression as `next_wakeup`).
     fn is_due(&self, state: &SchedulerState, j: usize) -> bool {
         self.queues[j]
             .front()
-            .is_some_and(|&s| state.now() - state.request(s).arrival >= self.config.max_wait)
+            .is_some_and(|&s| state.request(s).arrival + self.config.max_wait <= state.now())
     }
 
     /// How many requests of each type to admit this step (before capacity limits).
