@@ -20,10 +20,12 @@
 //! M = 0`. Δ grows like `√(M log(1/δ))`: the logarithmic overhead of the paper's abstract.
 //!
 //! Thresholds: the target T is chosen as in WAIT (`min(T*(1 + h), T_upper)`), segment 1's threshold is `n_1 =
-//! max(1, ceil(λ T))`, and later segments get `n_s = max(1, ceil((1 + h) n_1 P(D > b_{s−1})))`: entries to later
-//! segments happen together with segment 1's (the flowchart's break rule), and the slack keeps the survivors
-//! of one segment-1 cohort from outgrowing the entry of the next segment. Optional per-segment occupancy caps
-//! (the authors' `seg_total_limit`) are `max(1, ceil(n_s c_s))`, `c_s` the segment's stage count: never 0.
+//! max(1, ceil(λ T))`, and later segments get `n_s = max(1, round(n_1 P(D > b_{s−1})))`, the survivors of one
+//! segment-1 cohort (fluid mass ∝ the rate that survives to the segment). Later entries are readiness
+//! thresholds: once ready, the policy lets the whole boundary queue in (see the policy), which keeps boundary
+//! queues stable under the flowchart's break rule. The memory plan counts `(1 + h) Λ_s T` paused requests per
+//! boundary. Optional per-segment occupancy caps (the authors' `seg_total_limit`) are `max(1, ceil(n_s c_s))`,
+//! `c_s` the segment's stage count: never 0.
 
 use crate::error::{Error, Result, check_non_negative, check_positive};
 use crate::workload::RequestType;
@@ -267,7 +269,7 @@ pub fn plan_segments(dist: &LengthDistribution, input: &SegmentPlanInput) -> Res
             if s == 0 {
                 n1 as u32
             } else {
-                ((slack * n1 * p).ceil().min(n1) as u32).max(1)
+                ((n1 * p).round() as u32).max(1)
             }
         })
         .collect();

@@ -362,6 +362,7 @@ impl Policy for WaitPolicy {
             .iter()
             .filter_map(|q| q.front())
             .map(|&s| state.request(s).arrival + self.config.max_wait)
+            .filter(|&t| t > state.now())
             .min_by(f64::total_cmp)
     }
 }
