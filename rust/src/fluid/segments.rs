@@ -254,7 +254,7 @@ pub fn plan_segments(dist: &LengthDistribution, input: &SegmentPlanInput) -> Res
     } else {
         f64::INFINITY
     };
-    let overloaded = !(lower < upper);
+    let overloaded = lower.partial_cmp(&upper) != Some(std::cmp::Ordering::Less);
     let target = if overloaded {
         upper
     } else {

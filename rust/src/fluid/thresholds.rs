@@ -42,7 +42,7 @@ pub fn fluid_thresholds(model: &FluidModel, max_concurrency: f64, headroom: f64)
     let seqs_per_t: f64 = rates.iter().zip(&iterations).map(|(r, k)| r * k).sum();
     let upper = (model.capacity_tokens / mem_per_t).min(max_concurrency / seqs_per_t);
     let lower = solution.iteration_time;
-    let overloaded = !(lower < upper);
+    let overloaded = lower.partial_cmp(&upper) != Some(std::cmp::Ordering::Less);
     let target = if overloaded {
         upper
     } else {
