@@ -35,6 +35,7 @@
 
 pub mod block_pool;
 pub mod error;
+pub mod fluid;
 pub mod metrics;
 pub mod policies;
 pub mod policy;
@@ -48,6 +49,7 @@ pub mod workload;
 
 pub use block_pool::BlockPool;
 pub use error::{Error, Result};
+pub use fluid::{FluidModel, FluidSolution};
 pub use policy::Policy;
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use sim::{SimConfig, Simulator};

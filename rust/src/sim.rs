@@ -332,11 +332,16 @@ impl Simulator {
     }
 }
 
+/// Number of request types derived from an untyped trace for WAIT (quantile bins of the output length).
+pub const TRACE_TYPE_BINS: usize = 8;
+
 /// What a policy may know about a workload before it runs: the linearised time model, per-type means and rates
 /// (for typed workloads), the observed length samples and the mean arrival rate.
 ///
 /// Types: when every request carries a `type_id`, type j gets the mean prompt and output lengths of its requests
-/// (rounded) and the rate `count_j / span`, where span is the time from the first to the last arrival.
+/// (rounded) and the rate `count_j / span`, where span is the time from the first to the last arrival. Otherwise
+/// (a trace) the types are derived by quantile-binning the output lengths into [`TRACE_TYPE_BINS`] bins
+/// ([`crate::fluid::types_from_lengths`]).
 pub fn policy_context(
     workload: &Workload,
     config: crate::scheduler::SchedulerConfig,
@@ -366,6 +371,10 @@ pub fn policy_context(
                 crate::workload::RequestType { prompt_len: avg(p), output_len: avg(o), rate: n as f64 / span }
             })
             .collect();
+    } else if let Some(rate) = arrival_rate {
+        let prompts: Vec<u32> = reqs.iter().map(|r| r.prompt_len).collect();
+        let outputs: Vec<u32> = reqs.iter().map(|r| r.output_len).collect();
+        types = crate::fluid::types_from_lengths(&prompts, &outputs, rate, TRACE_TYPE_BINS).unwrap_or_default();
     }
     crate::policies::PolicyContext {
         config,

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use fluidsched_core::policies::{POLICY_NAMES, PolicyContext, build_policy};
 use fluidsched_core::policy::{OptionValue, Policy, PolicyOptions};
 use fluidsched_core::request::NewRequest;
+use fluidsched_core::sim::policy_context;
 use fluidsched_core::step::Step;
-use fluidsched_core::{RequestSpec, Scheduler, SchedulerConfig, SimConfig, Simulator, TimeModel, Workload};
+use fluidsched_core::{Error, RequestSpec, Scheduler, SchedulerConfig, SimConfig, Simulator, TimeModel, Workload};
 use proptest::prelude::*;
 
 /// One request: arrives `gap` steps after the previous one.
@@ -243,8 +244,15 @@ proptest! {
     fn every_policy_finishes_every_request_in_the_simulator((cfg, reqs) in arb_case(), error in prop_oneof![Just(0.0), 0.0f64..0.9]) {
         let w = workload(&reqs);
         let sim_cfg = SimConfig { scheduler: cfg, length_error: error, time_model: TimeModel::Linear { d0: 0.003, d1: 0.0001 }, ..SimConfig::default() };
+        let ctx = policy_context(&w, cfg, &sim_cfg.time_model);
         for &name in POLICY_NAMES {
-            let finish = simulate(&w, policy(name, &[]), &sim_cfg);
+            let built = build_policy(name, PolicyOptions::new(name, []), &ctx);
+            if ctx.arrival_rate.is_none() && (name == "wait" || name == "nested-wait") {
+                // Fluid thresholds need an arrival rate; a workload whose requests all arrive at once has none.
+                prop_assert!(matches!(built, Err(Error::InvalidConfig(_))), "{name} must ask for thresholds");
+                continue;
+            }
+            let finish = simulate(&w, built.unwrap(), &sim_cfg);
             for (i, f) in finish.iter().enumerate() {
                 let f = f64::from_bits(*f);
                 prop_assert!(f.is_finite() && f >= w.requests[i].arrival, "{name}: request {i} finish {f}");

@@ -4,17 +4,21 @@
 
 pub mod kv_profile;
 pub mod mc_sf;
+pub mod nested_wait;
 pub mod orca;
 pub mod sarathi;
 pub mod sglang;
 pub mod token_ratio;
 pub mod vllm;
+pub mod wait;
 
 pub use mc_sf::McSfPolicy;
+pub use nested_wait::NestedWaitPolicy;
 pub use orca::OrcaPolicy;
 pub use sarathi::SarathiPolicy;
 pub use sglang::SglangPolicy;
 pub use vllm::VllmPolicy;
+pub use wait::{AdmissionRule, WaitConfig, WaitPolicy};
 
 use crate::error::{Error, Result};
 use crate::policy::{Policy, PolicyOptions};
@@ -22,7 +26,7 @@ use crate::scheduler::SchedulerConfig;
 use crate::workload::RequestType;
 
 /// Names accepted by [`build_policy`].
-pub const POLICY_NAMES: &[&str] = &["vllm", "sarathi", "mc-sf", "sglang", "orca"];
+pub const POLICY_NAMES: &[&str] = &["vllm", "wait", "nested-wait", "sarathi", "mc-sf", "sglang", "orca"];
 
 /// What a policy may need to know about the run when it is built (types and rates for WAIT, for example).
 ///
@@ -49,13 +53,14 @@ pub struct PolicyContext {
 /// Builds the policy called `name` from its options; unknown names and options are errors that list the valid
 /// ones.
 pub fn build_policy(name: &str, options: PolicyOptions, ctx: &PolicyContext) -> Result<Box<dyn Policy>> {
-    let _ = ctx;
     match name {
         "vllm" => Ok(Box::new(VllmPolicy::from_options(options)?)),
         "sarathi" => Ok(Box::new(SarathiPolicy::from_options(options)?)),
         "mc-sf" => Ok(Box::new(McSfPolicy::from_options(options)?)),
         "sglang" => Ok(Box::new(SglangPolicy::from_options(options)?)),
         "orca" => Ok(Box::new(OrcaPolicy::from_options(options)?)),
+        "wait" => Ok(Box::new(WaitPolicy::from_options(options, ctx)?)),
+        "nested-wait" => Ok(Box::new(NestedWaitPolicy::from_options(options, ctx)?)),
         _ => Err(Error::config(format!("unknown policy {name:?}; available policies: {}", POLICY_NAMES.join(", ")))),
     }
 }

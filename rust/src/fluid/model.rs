@@ -1,0 +1,253 @@
+//! The multi-type fluid model of continuous batching under a KV-cache limit (WAIT paper §2; derivation in
+//! `docs/wait.md`).
+//!
+//! Convention (Vidur's, the scheduler's): a type-j request takes `K_j = l'_j` iterations. Its first iteration
+//! is the prefill (`l_j` tokens, emits output token 1); each of the other `K_j − 1` iterations decodes one token.
+//! During its k-th iteration (k = 1..K_j) it holds the KV of `l_j + k − 1` tokens, rounded up to whole blocks.
+//!
+//! With `x_j` requests of type j in every stage, an iteration processes `B = Σ_j x_j w_j` tokens, `w_j = l_j +
+//! K_j − 1`, and takes `T = d0 + d1 B`. Flow balance `x_j = λ_j T` gives `T* = d0 / (1 − ρ)` with `ρ = d1 Σ_j
+//! λ_j w_j`, batch size `N* = T* Σ_j λ_j K_j` and memory `M* = T* Σ_j λ_j S_j`, where `S_j` is the KV a
+//! request holds summed over its iterations.
+
+use crate::error::{Error, Result, check_non_negative, check_positive};
+use crate::workload::RequestType;
+
+/// The fluid model's inputs: request types, the linear iteration-time model and the KV capacity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FluidModel {
+    /// Request types (prompt length `l_j`, output length `l'_j = K_j`, arrival rate `λ_j` per second).
+    pub types: Vec<RequestType>,
+    /// Fixed cost of one iteration, seconds (> 0).
+    pub d0: f64,
+    /// Cost per token processed in an iteration, seconds (>= 0).
+    pub d1: f64,
+    /// KV capacity `M`, tokens (> 0).
+    pub capacity_tokens: f64,
+    /// KV block size in tokens: each request's memory is rounded up to whole blocks (1 = exact tokens).
+    pub block_size: u32,
+}
+
+/// One operating point of the fluid: what is served and what it costs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FluidPoint {
+    /// Served arrival rate of each type, requests per second (`λ_j` when all demand is served).
+    pub served_rates: Vec<f64>,
+    /// Iteration time at this point, seconds.
+    pub iteration_time: f64,
+    /// Requests of each type in every stage (the batch composition), `x_j = y_j T`.
+    pub stage_mass: Vec<f64>,
+    /// Requests in flight (batch size), `Σ_j K_j x_j`.
+    pub batch_size: f64,
+    /// KV tokens held, `Σ_j x_j S_j`.
+    pub memory: f64,
+    /// Output tokens per second, `Σ_j K_j y_j`.
+    pub throughput: f64,
+}
+
+/// The fluid equilibrium of a [`FluidModel`], and its memory-limited optimum when the demand cannot be served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FluidSolution {
+    /// Load `ρ = d1 Σ_j λ_j (l_j + K_j − 1)`.
+    pub rho: f64,
+    /// Compute stability: `ρ < 1`.
+    pub stable: bool,
+    /// Equilibrium iteration time `T* = d0 / (1 − ρ)`, seconds (infinite when unstable).
+    pub iteration_time: f64,
+    /// Equilibrium requests of each type per stage, `x*_j = λ_j T*` (infinite when unstable).
+    pub stage_mass: Vec<f64>,
+    /// Equilibrium batch size `N* = T* Σ_j λ_j K_j` (infinite when unstable).
+    pub batch_size: f64,
+    /// Equilibrium KV requirement `M* = T* Σ_j λ_j S_j`, tokens (infinite when unstable).
+    pub memory_required: f64,
+    /// Whether the equilibrium exists and fits: `ρ < 1` and `M* ≤ M`.
+    pub memory_feasible: bool,
+    /// Offered output tokens per second, `Σ_j λ_j K_j`.
+    pub demand_throughput: f64,
+    /// Fluid-optimal output tokens per second: the demand when feasible, the memory-limited optimum otherwise.
+    pub throughput: f64,
+    /// The fluid-optimal operating point: the equilibrium when feasible, else the memory-limited optimum with
+    /// its composition (which types are served, at what rate).
+    pub optimal: FluidPoint,
+}
+
+/// Per-type constants of the fluid.
+#[derive(Debug, Clone, Copy)]
+struct TypeTerms {
+    rate: f64,
+    /// Iterations `K_j`.
+    iterations: f64,
+    /// Tokens processed over the request's life, `w_j = l_j + K_j − 1`.
+    work: f64,
+    /// KV tokens held summed over the request's iterations, `S_j`.
+    kv_sum: f64,
+}
+
+/// `Σ_{t=1..n} ceil(t / b)`, exactly, in floating point.
+fn ceil_div_prefix_sum(n: f64, b: f64) -> f64 {
+    let q = (n / b).floor();
+    let r = n - q * b;
+    b * q * (q + 1.0) / 2.0 + r * (q + 1.0)
+}
+
+/// KV tokens a request with prompt `l` and `k` iterations holds, summed over its iterations, with memory
+/// rounded up to blocks of `b` tokens: `Σ_{t=l..l+k−1} b·ceil(t/b)`. With `b = 1` this is `k (l + (k − 1)/2)`.
+pub fn kv_token_iterations(prompt_len: f64, iterations: f64, block_size: u32) -> f64 {
+    let b = f64::from(block_size.max(1));
+    b * (ceil_div_prefix_sum(prompt_len + iterations - 1.0, b) - ceil_div_prefix_sum(prompt_len - 1.0, b))
+}
+
+impl FluidModel {
+    /// A validated model with exact token accounting (`block_size` 1).
+    pub fn new(types: Vec<RequestType>, d0: f64, d1: f64, capacity_tokens: f64) -> Result<Self> {
+        let model = FluidModel { types, d0, d1, capacity_tokens, block_size: 1 };
+        model.validate()?;
+        Ok(model)
+    }
+
+    /// The same model with KV memory rounded up to blocks of `block_size` tokens.
+    pub fn with_block_size(mut self, block_size: u32) -> Result<Self> {
+        self.block_size = block_size;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Checks every input, naming the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        if self.types.is_empty() {
+            return Err(Error::config("fluid model: types must not be empty"));
+        }
+        for (j, t) in self.types.iter().enumerate() {
+            if t.prompt_len == 0 {
+                return Err(Error::config(format!("fluid model: types[{j}].prompt_len must be >= 1")));
+            }
+            if t.output_len == 0 {
+                return Err(Error::config(format!("fluid model: types[{j}].output_len must be >= 1")));
+            }
+            check_positive(&format!("fluid model: types[{j}].rate"), t.rate)?;
+        }
+        check_positive("fluid model: d0", self.d0)?;
+        check_non_negative("fluid model: d1", self.d1)?;
+        check_positive("fluid model: capacity_tokens", self.capacity_tokens)?;
+        if self.block_size == 0 {
+            return Err(Error::config("fluid model: block_size must be >= 1"));
+        }
+        Ok(())
+    }
+
+    fn terms(&self) -> Vec<TypeTerms> {
+        self.types
+            .iter()
+            .map(|t| {
+                let k = f64::from(t.output_len);
+                let l = f64::from(t.prompt_len);
+                TypeTerms {
+                    rate: t.rate,
+                    iterations: k,
+                    work: l + k - 1.0,
+                    kv_sum: kv_token_iterations(l, k, self.block_size),
+                }
+            })
+            .collect()
+    }
+
+    /// KV tokens each type's request holds summed over its iterations (`S_j`), in type order.
+    pub fn kv_token_iterations(&self) -> Vec<f64> {
+        self.terms().iter().map(|t| t.kv_sum).collect()
+    }
+
+    /// The operating point that serves `served[j]` requests per second of each type (must satisfy
+    /// `d1 Σ_j y_j w_j < 1`; the iteration time is infinite otherwise).
+    fn point(&self, terms: &[TypeTerms], served: Vec<f64>) -> FluidPoint {
+        let load: f64 = terms.iter().zip(&served).map(|(t, y)| self.d1 * t.work * y).sum();
+        let iteration_time = if load < 1.0 { self.d0 / (1.0 - load) } else { f64::INFINITY };
+        let stage_mass: Vec<f64> = served.iter().map(|y| y * iteration_time).collect();
+        let batch_size = terms.iter().zip(&served).map(|(t, y)| t.iterations * y).sum::<f64>() * iteration_time;
+        let memory = terms.iter().zip(&served).map(|(t, y)| t.kv_sum * y).sum::<f64>() * iteration_time;
+        let throughput = terms.iter().zip(&served).map(|(t, y)| t.iterations * y).sum();
+        FluidPoint { served_rates: served, iteration_time, stage_mass, batch_size, memory, throughput }
+    }
+
+    /// The memory-limited optimum: maximise `Σ K_j y_j` over served rates `0 ≤ y_j ≤ λ_j` subject to
+    /// `T(y) Σ_j y_j S_j ≤ M`, `T(y) = d0 / (1 − d1 Σ_j y_j w_j)`. Multiplying out, the constraint is linear,
+    /// `Σ_j y_j (S_j + M d1 w_j / d0) ≤ M / d0`, so the optimum is a fractional knapsack: serve types in
+    /// decreasing order of `K_j / (S_j + M d1 w_j / d0)` until the budget is spent.
+    fn memory_limited_optimum(&self, terms: &[TypeTerms]) -> Vec<f64> {
+        let m = self.capacity_tokens;
+        let cost: Vec<f64> = terms.iter().map(|t| t.kv_sum + m * self.d1 * t.work / self.d0).collect();
+        let mut order: Vec<usize> = (0..terms.len()).collect();
+        order.sort_by(|&a, &b| (terms[b].iterations / cost[b]).total_cmp(&(terms[a].iterations / cost[a])));
+        let mut budget = m / self.d0;
+        let mut served = vec![0.0; terms.len()];
+        for j in order {
+            let full = terms[j].rate * cost[j];
+            if full <= budget {
+                served[j] = terms[j].rate;
+                budget -= full;
+            } else {
+                served[j] = budget / cost[j];
+                break;
+            }
+        }
+        served
+    }
+
+    /// Solves the fluid: equilibrium, feasibility and the fluid-optimal throughput.
+    pub fn solve(&self) -> Result<FluidSolution> {
+        self.validate()?;
+        let terms = self.terms();
+        let rho: f64 = terms.iter().map(|t| self.d1 * t.rate * t.work).sum();
+        let stable = rho < 1.0;
+        let demand = self.point(&terms, terms.iter().map(|t| t.rate).collect());
+        let memory_feasible = stable && demand.memory <= self.capacity_tokens;
+        let demand_throughput = demand.throughput;
+        let optimal =
+            if memory_feasible { demand.clone() } else { self.point(&terms, self.memory_limited_optimum(&terms)) };
+        Ok(FluidSolution {
+            rho,
+            stable,
+            iteration_time: demand.iteration_time,
+            stage_mass: demand.stage_mass,
+            batch_size: demand.batch_size,
+            memory_required: demand.memory,
+            memory_feasible,
+            demand_throughput,
+            throughput: optimal.throughput,
+            optimal,
+        })
+    }
+
+    /// The largest total arrival rate, with the types' rates kept in proportion, that is both stable and
+    /// memory-feasible: with mix `p_j = λ_j / Σλ`, `A = Σ p_j S_j` and `B = d1 Σ p_j w_j`, `M*(Λ) = d0 Λ A / (1 −
+    /// Λ B) ≤ M` gives `Λ_max = M / (d0 A + M B)` (which also satisfies `Λ_max B < 1`).
+    pub fn max_rate(&self) -> Result<f64> {
+        self.validate()?;
+        let terms = self.terms();
+        let total: f64 = terms.iter().map(|t| t.rate).sum();
+        let a: f64 = terms.iter().map(|t| t.rate / total * t.kv_sum).sum();
+        let b: f64 = terms.iter().map(|t| t.rate / total * self.d1 * t.work).sum();
+        Ok(self.capacity_tokens / (self.d0 * a + self.capacity_tokens * b))
+    }
+
+    /// The same model with every rate multiplied by `factor` (the mix kept), for sweeps.
+    pub fn scaled(&self, factor: f64) -> Result<Self> {
+        check_positive("fluid model: rate factor", factor)?;
+        let types = self.types.iter().map(|t| RequestType { rate: t.rate * factor, ..*t }).collect();
+        let model = FluidModel { types, ..self.clone() };
+        model.validate()?;
+        Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_rounded_kv_sum_matches_a_loop() {
+        for (l, k, b) in [(1u32, 1u32, 16u32), (5, 40, 16), (33, 100, 16), (16, 17, 16), (7, 9, 1), (100, 3, 4)] {
+            let looped: f64 = (0..k).map(|i| f64::from((l + i).div_ceil(b) * b)).sum();
+            assert_eq!(kv_token_iterations(f64::from(l), f64::from(k), b), looped, "l={l} k={k} b={b}");
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! WAIT (Waiting for Accumulated Inference Threshold), for known output lengths.
+//!
+//! Each request type j has a waiting queue and a threshold `n_j`. Each step:
+//! 1. Every running request gets its next tokens (work conserving: in-flight requests decode even when no type
+//!    is ready). If a KV block cannot be had (the time model or lengths were wrong), the newest running request
+//!    is preempted by recompute, as in vLLM, and put back at the head of its type's queue; the scheduler counts
+//!    it as a preemption. No admission happens in a step that preempted.
+//! 2. Admission (the paper's flowchart): a type whose queue holds at least `n_j` requests admits a cohort of
+//!    `n_j` (oldest first). Variants: `any-ready` (the authors' `modified_booking_limit`: when any type is
+//!    ready, every type admits up to `n_j`) and `all-ready` (`booking_limit`: only when every type is ready).
+//! 3. Liveness: a type whose oldest waiting request has waited `max_wait` seconds admits what it has (up to
+//!    `n_j`), so trailing requests never wait forever and every run drains; [`Policy::next_wakeup`] returns
+//!    that deadline so an idle simulator wakes up for it.
+//!
+//! Admission never exceeds the KV capacity (whole prefill above the watermark), `max_num_seqs` or the token
+//! budget. A cohort that does not fit whole is admitted in part (its oldest members, until the first one that
+//! does not fit); the rest stay at the head of the queue and count toward the next cohort.
+//!
+//! With `stall`, the authors' behaviour: in-flight requests run only in steps that admit something (or when
+//! nothing waits).
+//!
+//! A request whose `type_id` is missing or out of range is given the type whose output length is nearest its
+//! output-length hint (ties: the shorter type); without a hint, or without known type lengths, the last type.
+
+use std::collections::VecDeque;
+
+use crate::error::{Error, Result, check_positive};
+use crate::fluid::{FluidModel, ThresholdPlan, fluid_thresholds, reference_thresholds};
+use crate::policies::PolicyContext;
+use crate::policies::vllm::schedule_running;
+use crate::policy::{Policy, PolicyOptions};
+use crate::request::{Request, Slot};
+use crate::scheduler::SchedulerState;
+use crate::step::Step;
+
+/// When types are admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmissionRule {
+    /// Each type admits a cohort when its own queue reaches its threshold (the paper's flowchart).
+    PerType,
+    /// When any type is ready, every type admits up to its threshold (authors' `modified_booking_limit`).
+    AnyReady,
+    /// Only when every type is ready does any type admit (authors' `booking_limit`).
+    AllReady,
+}
+
+impl AdmissionRule {
+    /// Option spellings, in enum order.
+    pub const NAMES: &'static [&'static str] = &["per-type", "any-ready", "all-ready"];
+
+    /// Parses an option spelling.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "per-type" => Ok(AdmissionRule::PerType),
+            "any-ready" => Ok(AdmissionRule::AnyReady),
+            "all-ready" => Ok(AdmissionRule::AllReady),
+            _ => Err(Error::config(format!("admission must be one of {:?}, got {name:?}", Self::NAMES))),
+        }
+    }
+}
+
+/// Everything WAIT runs on, once thresholds are chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitConfig {
+    /// Threshold `n_j` of each type (>= 1).
+    pub thresholds: Vec<u32>,
+    /// Output length of each type, used to place requests without a valid `type_id` (may be empty).
+    pub type_output_lens: Vec<u32>,
+    /// Admission rule.
+    pub admission: AdmissionRule,
+    /// The authors' stalling: no decode in steps that admit nothing while requests wait.
+    pub stall: bool,
+    /// Liveness: seconds after which a type's partial cohort is admitted.
+    pub max_wait: f64,
+}
+
+/// The WAIT policy.
+#[derive(Debug, Clone)]
+pub struct WaitPolicy {
+    config: WaitConfig,
+    plan: Option<ThresholdPlan>,
+    queues: Vec<VecDeque<Slot>>,
+    num_waiting: usize,
+    victims: Vec<Slot>,
+}
+
+/// Default relative margin of the target iteration time above the stability bound.
+pub const DEFAULT_HEADROOM: f64 = 1.0;
+
+/// Default liveness deadline, in multiples of the slowest cohort interval `max_j n_j / λ_j`.
+pub const MAX_WAIT_INTERVALS: f64 = 20.0;
+
+impl WaitPolicy {
+    /// Options accepted by [`WaitPolicy::from_options`].
+    pub const OPTIONS: &'static [&'static str] =
+        &["thresholds", "total_limit", "admission", "stall", "max_wait", "headroom"];
+
+    /// A policy from explicit settings.
+    pub fn new(config: WaitConfig) -> Result<Self> {
+        if config.thresholds.is_empty() || config.thresholds.contains(&0) {
+            return Err(Error::config("wait: thresholds must be a non-empty list of integers >= 1"));
+        }
+        if !config.type_output_lens.is_empty() && config.type_output_lens.len() != config.thresholds.len() {
+            return Err(Error::config("wait: type_output_lens must have one entry per threshold"));
+        }
+        check_positive("wait: max_wait", config.max_wait)?;
+        let queues = vec![VecDeque::new(); config.thresholds.len()];
+        Ok(WaitPolicy { config, plan: None, queues, num_waiting: 0, victims: Vec::new() })
+    }
+
+    /// Builds the policy from its options and what the run knows. Thresholds come from, in order: the
+    /// `thresholds` list, the authors' rule from `total_limit`, or the fluid model (needs types with rates and
+    /// `d0 > 0`).
+    pub fn from_options(mut options: PolicyOptions, ctx: &PolicyContext) -> Result<Self> {
+        let explicit = options.list("thresholds")?;
+        let total_limit = options.opt_f64("total_limit")?;
+        let admission = AdmissionRule::parse(&options.choice("admission", AdmissionRule::NAMES, "per-type")?)?;
+        let stall = options.bool("stall", false)?;
+        let max_wait = options.opt_f64("max_wait")?;
+        let headroom = options.f64("headroom", DEFAULT_HEADROOM)?;
+        options.finish(Self::OPTIONS)?;
+        let types = &ctx.types;
+        let mut plan = None;
+        let thresholds: Vec<u32> = match (explicit, total_limit) {
+            (Some(_), Some(_)) => return Err(Error::config("wait: pass either thresholds or total_limit, not both")),
+            (Some(list), None) => {
+                if !types.is_empty() && list.len() != types.len() {
+                    return Err(Error::config(format!(
+                        "wait: {} thresholds given for {} request types",
+                        list.len(),
+                        types.len()
+                    )));
+                }
+                if list.iter().any(|&x| x < 1.0 || x.fract() != 0.0 || x > f64::from(u32::MAX)) {
+                    return Err(Error::config("wait: thresholds must be integers >= 1"));
+                }
+                list.iter().map(|&x| x as u32).collect()
+            }
+            (None, Some(l)) => reference_thresholds(types, l).map_err(|e| {
+                Error::config(format!("wait: total_limit needs the request types with their rates ({e})"))
+            })?,
+            (None, None) => {
+                if types.is_empty() || ctx.d0 <= 0.0 {
+                    return Err(Error::config(
+                        "wait: fluid thresholds need request types with arrival rates and the time model (d0 > 0, d1); \
+                         pass them, or give thresholds=[n_1, ...] or total_limit=L",
+                    ));
+                }
+                let cfg = &ctx.config;
+                let usable = f64::from(cfg.num_blocks - (cfg.watermark * f64::from(cfg.num_blocks)).floor() as u32)
+                    * f64::from(cfg.block_size);
+                let model = FluidModel::new(types.clone(), ctx.d0, ctx.d1, usable)?.with_block_size(cfg.block_size)?;
+                let p = fluid_thresholds(&model, f64::from(cfg.max_num_seqs), headroom)?;
+                let n = p.thresholds.clone();
+                plan = Some(p);
+                n
+            }
+        };
+        let max_wait = match max_wait {
+            Some(w) => w,
+            None => default_max_wait(&thresholds, types.iter().map(|t| t.rate)),
+        };
+        let config = WaitConfig {
+            thresholds,
+            type_output_lens: types.iter().map(|t| t.output_len).collect(),
+            admission,
+            stall,
+            max_wait,
+        };
+        let mut policy = WaitPolicy::new(config)?;
+        policy.plan = plan;
+        Ok(policy)
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &WaitConfig {
+        &self.config
+    }
+
+    /// The fluid plan the thresholds came from (None for explicit or reference thresholds).
+    pub fn plan(&self) -> Option<&ThresholdPlan> {
+        self.plan.as_ref()
+    }
+
+    /// The type WAIT files a request under (see the module documentation).
+    pub fn type_of(&self, r: &Request) -> usize {
+        let m = self.config.thresholds.len();
+        if let Some(t) = r.type_id.filter(|&t| (t as usize) < m) {
+            return t as usize;
+        }
+        match r.output_len_hint {
+            Some(hint) if !self.config.type_output_lens.is_empty() => {
+                let lens = &self.config.type_output_lens;
+                (0..m).min_by_key(|&j| (lens[j].abs_diff(hint), lens[j])).unwrap_or(m - 1)
+            }
+            _ => m - 1,
+        }
+    }
+
+    /// Whether type j's oldest request reached its deadline (the same expression as `next_wakeup`).
+    fn is_due(&self, state: &SchedulerState, j: usize) -> bool {
+        self.queues[j].front().is_some_and(|&s| state.request(s).arrival + self.config.max_wait <= state.now())
+    }
+
+    /// How many requests of each type to admit this step (before capacity limits).
+    fn cohort_sizes(&self, state: &SchedulerState) -> Vec<usize> {
+        let n = &self.config.thresholds;
+        let ready: Vec<bool> = self.queues.iter().zip(n).map(|(q, &n)| q.len() >= n as usize).collect();
+        let up_to = |j: usize| self.queues[j].len().min(n[j] as usize);
+        (0..n.len())
+            .map(|j| {
+                let by_rule = match self.config.admission {
+                    AdmissionRule::PerType if ready[j] => n[j] as usize,
+                    AdmissionRule::AnyReady if ready.iter().any(|&r| r) => up_to(j),
+                    AdmissionRule::AllReady if ready.iter().all(|&r| r) => n[j] as usize,
+                    _ => 0,
+                };
+                if self.is_due(state, j) { by_rule.max(up_to(j)) } else { by_rule }
+            })
+            .collect()
+    }
+
+    /// Admits up to `sizes[j]` of each type, oldest queue heads first; stops at the first request that does not
+    /// fit (KV above the watermark, `max_num_seqs`, token budget).
+    fn admit(&mut self, state: &mut SchedulerState, step: &mut Step, sizes: &[usize], mut budget: u32) {
+        let cfg = *state.config();
+        let mut order: Vec<usize> = (0..sizes.len()).filter(|&j| sizes[j] > 0).collect();
+        order.sort_by(|&a, &b| {
+            let head = |j: usize| state.request(self.queues[j][0]).arrival;
+            head(a).total_cmp(&head(b))
+        });
+        for j in order {
+            for _ in 0..sizes[j] {
+                let Some(&slot) = self.queues[j].front() else { break };
+                if budget == 0 || state.running().len() >= cfg.max_num_seqs as usize {
+                    return;
+                }
+                let owed = state.request(slot).num_owed_tokens();
+                let n = if cfg.enable_chunked_prefill || owed > cfg.max_num_batched_tokens {
+                    owed.min(budget)
+                } else {
+                    owed
+                };
+                if n > budget || !state.fits_for_admission(slot, owed) {
+                    return;
+                }
+                self.queues[j].pop_front();
+                self.num_waiting -= 1;
+                state.admit(slot, step);
+                let ok = state.allocate(slot, n);
+                debug_assert!(ok, "admission checked the whole prompt fits");
+                state.schedule(slot, n, step);
+                budget -= n;
+            }
+        }
+    }
+}
+
+/// `MAX_WAIT_INTERVALS × max_j n_j / λ_j` over the types with `n_j ≥ 2` (the others never wait), or 1 s when
+/// no such type has a known rate.
+pub(crate) fn default_max_wait(thresholds: &[u32], rates: impl Iterator<Item = f64>) -> f64 {
+    let interval = thresholds
+        .iter()
+        .zip(rates)
+        .filter(|&(&n, r)| n >= 2 && r > 0.0)
+        .map(|(&n, r)| f64::from(n) / r)
+        .fold(0.0, f64::max);
+    if interval > 0.0 { MAX_WAIT_INTERVALS * interval } else { 1.0 }
+}
+
+impl Policy for WaitPolicy {
+    fn name(&self) -> &'static str {
+        "wait"
+    }
+
+    fn needs_output_lengths(&self) -> bool {
+        true
+    }
+
+    fn enqueue(&mut self, state: &SchedulerState, slot: Slot) {
+        let j = self.type_of(state.request(slot));
+        self.queues[j].push_back(slot);
+        self.num_waiting += 1;
+    }
+
+    fn remove_waiting(&mut self, state: &SchedulerState, slot: Slot) -> bool {
+        let j = self.type_of(state.request(slot));
+        match self.queues[j].iter().position(|&s| s == slot) {
+            Some(pos) => {
+                self.queues[j].remove(pos);
+                self.num_waiting -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn num_waiting(&self) -> usize {
+        self.num_waiting
+    }
+
+    fn schedule(&mut self, state: &mut SchedulerState, step: &mut Step) {
+        let sizes = self.cohort_sizes(state);
+        let admitting = sizes.iter().any(|&c| c > 0);
+        if self.config.stall && !admitting && self.num_waiting > 0 {
+            return;
+        }
+        let mut victims = std::mem::take(&mut self.victims);
+        victims.clear();
+        let budget = state.config().max_num_batched_tokens;
+        let (budget, preempted) = schedule_running(state, step, budget, |slot| victims.push(slot));
+        // Victims come newest first: pushing each to the front leaves the oldest at the head.
+        for &slot in &victims {
+            let j = self.type_of(state.request(slot));
+            self.queues[j].push_front(slot);
+            self.num_waiting += 1;
+        }
+        self.victims = victims;
+        if !preempted && admitting {
+            self.admit(state, step, &sizes, budget);
+        }
+    }
+
+    fn next_wakeup(&self, state: &SchedulerState) -> Option<f64> {
+        self.queues
+            .iter()
+            .filter_map(|q| q.front())
+            .map(|&s| state.request(s).arrival + self.config.max_wait)
+            .filter(|&t| t > state.now())
+            .min_by(f64::total_cmp)
+    }
+}
