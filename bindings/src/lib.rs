@@ -6,6 +6,7 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod fluid;
 mod options;
 mod scheduler;
 mod sim;
@@ -14,6 +15,8 @@ mod sim;
 #[pymodule]
 #[pyo3(name = "_core")]
 mod core_module {
+    #[pymodule_export]
+    use crate::fluid::{PyFluidModel, py_plan};
     #[pymodule_export]
     use crate::scheduler::{PyScheduler, PyStep, PyStepOutcome};
     #[pymodule_export]
@@ -25,6 +28,12 @@ mod core_module {
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("POLICY_NAMES", fluidsched_core::policies::POLICY_NAMES.to_vec())?;
+        let options = pyo3::types::PyDict::new(m.py());
+        for &name in fluidsched_core::policies::POLICY_NAMES {
+            options
+                .set_item(name, fluidsched_core::policies::policy_option_names(name).unwrap_or_default().to_vec())?;
+        }
+        m.add("POLICY_OPTIONS", options)?;
         Ok(())
     }
 }

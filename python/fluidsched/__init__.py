@@ -10,7 +10,16 @@ The scheduling core is Rust (``fluidsched._core``); this package adds the Python
 
 from __future__ import annotations
 
-from fluidsched._core import POLICY_NAMES, Scheduler, Step, StepOutcome, Workload, __version__
+from fluidsched._core import (
+    POLICY_NAMES,
+    POLICY_OPTIONS,
+    FluidModel,
+    Scheduler,
+    Step,
+    StepOutcome,
+    Workload,
+    __version__,
+)
 from fluidsched.data import bundled_trace
 from fluidsched.errors import (
     DuplicateRequestError,
@@ -23,12 +32,16 @@ from fluidsched.errors import (
     StalledError,
     UnknownRequestError,
 )
+from fluidsched.plan import PLAN_KEYS, plan
 from fluidsched.simulate import SUMMARY_KEYS, SimResult, load_workload, simulate
 
 __all__ = [
+    "PLAN_KEYS",
     "POLICY_NAMES",
+    "POLICY_OPTIONS",
     "SUMMARY_KEYS",
     "DuplicateRequestError",
+    "FluidModel",
     "FluidschedError",
     "InternalError",
     "InvalidConfigError",
@@ -45,5 +58,6 @@ __all__ = [
     "__version__",
     "bundled_trace",
     "load_workload",
+    "plan",
     "simulate",
 ]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fluidsched import __version__
-from fluidsched._core import POLICY_NAMES, Workload
+from fluidsched._core import POLICY_NAMES, POLICY_OPTIONS, Workload
 from fluidsched.errors import FluidschedError, InvalidConfigError, InvalidTraceError
 from fluidsched.simulate import DEFAULT_KV_CAPACITY, OptionValue, load_workload, simulate
 
@@ -230,6 +230,66 @@ def jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from fluidsched.plan import plan
+
+    if args.types:
+        result = plan(
+            types=args.types,
+            kv_capacity=args.kv_capacity,
+            block_size=args.block_size,
+            max_num_seqs=args.max_num_seqs,
+            wait_options=dict(args.wait_options or []),
+            nested_options=dict(args.nested_options or []),
+            **_time_model_kwargs(args),
+        )
+    else:
+        workload = _workload_from_args(args)
+        result = plan(
+            workload,
+            kv_capacity=args.kv_capacity,
+            block_size=args.block_size,
+            max_num_seqs=args.max_num_seqs,
+            wait_options=dict(args.wait_options or []),
+            nested_options=dict(args.nested_options or []),
+            **_time_model_kwargs(args),
+        )
+    if args.json:
+        print(json.dumps(jsonable(result), indent=2))
+        return 0
+    optimal = result["optimal"]
+    rows = [
+        ("types (prompt:output:rate)", ", ".join(f"{p}:{o}:{r:.4g}" for p, o, r in result["types"])),
+        ("time model (linearised)", f"d0 = {result['d0']:.4g} s, d1 = {result['d1']:.4g} s/token"),
+        ("KV capacity (above watermark)", f"{result['capacity_tokens']:,.0f} tokens"),
+        ("load rho", f"{result['rho']:.4f} ({'stable' if result['stable'] else 'UNSTABLE: rho >= 1'})"),
+        ("iteration time T*", f"{result['iteration_time_s'] * 1e3:.3f} ms"),
+        ("batch size N*", f"{result['batch_size']:.1f} requests"),
+        (
+            "memory M*",
+            f"{result['memory_required_tokens']:,.0f} tokens "
+            f"({'fits' if result['memory_feasible'] else 'DOES NOT FIT'})",
+        ),
+        (
+            "fluid throughput",
+            f"{result['throughput_tokens_per_s']:.1f} output tokens/s "
+            f"(demand {result['demand_throughput_tokens_per_s']:.1f})",
+        ),
+        (
+            "memory-limited optimum",
+            f"{optimal['throughput_tokens_per_s']:.1f} tokens/s at batch {optimal['batch_size']:.1f}",
+        ),
+        ("max sustainable rate", f"{result['max_rate_per_s']:.3f} requests/s (same mix)"),
+        ("WAIT thresholds", " ".join(str(n) for n in result["wait_thresholds"])),
+        ("Nested WAIT segments", " ".join(str(b) for b in result["nested_segments"]) or "(one segment)"),
+        ("Nested WAIT thresholds", " ".join(str(n) for n in result["nested_wait_thresholds"])),
+        ("Nested WAIT safety buffer", f"{result['nested_buffer_tokens']:,.0f} tokens"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fluidsched`` command."""
     parser = argparse.ArgumentParser(
@@ -280,6 +340,34 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--out", metavar="FILE", help="write per-request records to this CSV file")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sim.set_defaults(func=_cmd_simulate)
+
+    pl = sub.add_parser(
+        "plan",
+        help="fluid model: load, equilibrium, memory, max rate and WAIT thresholds",
+        description="Solve the fluid model for a workload and print rho, T*, N*, M*, the fluid "
+        "throughput, the largest sustainable arrival rate and the thresholds WAIT and "
+        "Nested WAIT would use.",
+    )
+    add_workload_options(pl)
+    pl.add_argument("--max-num-seqs", type=_positive_int, default=256, help="most running requests (default 256)")
+    pl.add_argument(
+        "--wait-option",
+        dest="wait_options",
+        action="append",
+        type=_parse_option,
+        metavar="KEY=VALUE",
+        help="WAIT option (repeatable), as for simulate --policy wait -o",
+    )
+    pl.add_argument(
+        "--nested-option",
+        dest="nested_options",
+        action="append",
+        type=_parse_option,
+        metavar="KEY=VALUE",
+        help="Nested WAIT option (repeatable)",
+    )
+    pl.add_argument("--json", action="store_true", help="print the plan as one JSON object")
+    pl.set_defaults(func=_cmd_plan)
 
     from fluidsched import demo  # the demo pulls in optional plotting lazily
 

@@ -37,6 +37,7 @@ pub mod block_pool;
 pub mod error;
 pub mod fluid;
 pub mod metrics;
+pub mod plan;
 pub mod policies;
 pub mod policy;
 pub mod request;

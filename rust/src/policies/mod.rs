@@ -28,6 +28,20 @@ use crate::workload::RequestType;
 /// Names accepted by [`build_policy`].
 pub const POLICY_NAMES: &[&str] = &["vllm", "wait", "nested-wait", "sarathi", "mc-sf", "sglang", "orca"];
 
+/// The option names policy `name` accepts, or None for an unknown policy.
+pub fn policy_option_names(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "vllm" => VllmPolicy::OPTIONS,
+        "wait" => WaitPolicy::OPTIONS,
+        "nested-wait" => NestedWaitPolicy::OPTIONS,
+        "sarathi" => SarathiPolicy::OPTIONS,
+        "mc-sf" => McSfPolicy::OPTIONS,
+        "sglang" => SglangPolicy::OPTIONS,
+        "orca" => OrcaPolicy::OPTIONS,
+        _ => return None,
+    })
+}
+
 /// What a policy may need to know about the run when it is built (types and rates for WAIT, for example).
 ///
 /// Drivers fill what they know; policies that need a field that is empty fail with a clear

@@ -1,0 +1,80 @@
+"""``fluidsched.plan``: the fluid model's view of a workload and the thresholds WAIT / Nested WAIT would use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fluidsched._core import Workload
+from fluidsched._core import plan as _plan
+from fluidsched.errors import InvalidConfigError
+from fluidsched.simulate import DEFAULT_KV_CAPACITY, OptionValue
+
+__all__ = ["PLAN_KEYS", "plan"]
+
+#: Top-level keys of :func:`plan`'s result that ``fluidsched plan --json`` always prints.
+PLAN_KEYS: tuple[str, ...] = (
+    "rho",
+    "stable",
+    "iteration_time_s",
+    "batch_size",
+    "memory_required_tokens",
+    "memory_feasible",
+    "throughput_tokens_per_s",
+    "demand_throughput_tokens_per_s",
+    "max_rate_per_s",
+    "wait_thresholds",
+    "nested_wait_thresholds",
+    "nested_segments",
+    "nested_buffer_tokens",
+    "types",
+    "d0",
+    "d1",
+    "capacity_tokens",
+)
+
+
+def plan(
+    workload: Workload | None = None,
+    *,
+    types: Sequence[tuple[int, int, float]] | None = None,
+    time_model: str = "llama2-7b-a100",
+    d0: float | None = None,
+    d1: float | None = None,
+    kv_capacity: int = DEFAULT_KV_CAPACITY,
+    block_size: int = 16,
+    watermark: float = 0.01,
+    max_num_seqs: int = 256,
+    max_num_batched_tokens: int = 8192,
+    wait_options: Mapping[str, OptionValue] | None = None,
+    nested_options: Mapping[str, OptionValue] | None = None,
+) -> dict[str, Any]:
+    """Solves the fluid model for ``types`` (``(prompt_len, output_len, rate)`` tuples) or a ``workload`` and
+    returns the equilibrium (``rho``, ``stable``, ``iteration_time_s`` = T*, ``batch_size`` = N*,
+    ``memory_required_tokens`` = M*, ``memory_feasible``, ``throughput_tokens_per_s``), the largest sustainable
+    arrival rate for the same mix (``max_rate_per_s``), and the thresholds WAIT (``wait_thresholds``, one per type)
+    and Nested WAIT (``nested_wait_thresholds``, one per segment) would use in a simulation with the same settings.
+
+    For a workload without type labels, types come from binning its output lengths (see ``docs/wait.md``). The
+    time model is linearised as ``d0 + d1 × tokens`` for the fluid model.
+    """
+    if (types is None) == (workload is None):
+        raise InvalidConfigError("plan needs exactly one of types=[(prompt, output, rate), ...] or a workload")
+    if isinstance(kv_capacity, bool) or not isinstance(kv_capacity, int) or kv_capacity < block_size:
+        raise InvalidConfigError(f"kv_capacity must be an integer >= block_size ({block_size}), got {kv_capacity!r}")
+    raw = _plan(
+        types=list(types) if types is not None else None,
+        workload=workload,
+        time_model=time_model,
+        d0=d0,
+        d1=d1,
+        num_blocks=kv_capacity // block_size,
+        block_size=block_size,
+        watermark=watermark,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        wait_options=dict(wait_options) if wait_options else None,
+        nested_options=dict(nested_options) if nested_options else None,
+    )
+    fluid = raw.pop("fluid")
+    return {**fluid, **raw}

@@ -1,0 +1,59 @@
+//! `fluidsched plan`: what the fluid model says about a workload, and the thresholds WAIT and Nested WAIT would
+//! use for it, computed by building the very policies a simulation would build.
+
+use crate::error::Result;
+use crate::fluid::{FluidModel, FluidSolution, SegmentPlan, ThresholdPlan};
+use crate::policies::{NestedWaitPolicy, PolicyContext, WaitPolicy};
+use crate::policy::{OptionValue, PolicyOptions};
+use crate::workload::RequestType;
+
+/// The fluid analysis of a workload plus the thresholds both WAIT policies would use.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The request types analysed (given, or derived from a trace by output-length binning).
+    pub types: Vec<RequestType>,
+    /// Linearised iteration time: seconds per iteration.
+    pub d0: f64,
+    /// Linearised iteration time: seconds per token.
+    pub d1: f64,
+    /// KV capacity used by the fluid model, tokens (blocks above the watermark × block size).
+    pub capacity_tokens: f64,
+    /// The fluid equilibrium at the given rates.
+    pub fluid: FluidSolution,
+    /// Largest total arrival rate (same type mix) that is stable and memory-feasible, requests per second.
+    pub max_rate: f64,
+    /// WAIT's per-type thresholds.
+    pub wait_thresholds: Vec<u32>,
+    /// How WAIT's thresholds were chosen (None if they were given explicitly).
+    pub wait_plan: Option<ThresholdPlan>,
+    /// Nested WAIT's segments, thresholds and safety buffer.
+    pub nested: SegmentPlan,
+}
+
+/// Analyses the workload described by `ctx` (types, rates, d0/d1, capacity). `wait_options` and
+/// `nested_options` are the options the policies would get in a simulation.
+pub fn plan(
+    ctx: &PolicyContext,
+    wait_options: Vec<(String, OptionValue)>,
+    nested_options: Vec<(String, OptionValue)>,
+) -> Result<Plan> {
+    let cfg = &ctx.config;
+    let usable_blocks = cfg.num_blocks - (cfg.watermark * f64::from(cfg.num_blocks)).floor() as u32;
+    let capacity_tokens = f64::from(usable_blocks) * f64::from(cfg.block_size);
+    let model = FluidModel::new(ctx.types.clone(), ctx.d0, ctx.d1, capacity_tokens)?.with_block_size(cfg.block_size)?;
+    let fluid = model.solve()?;
+    let max_rate = model.max_rate()?;
+    let wait = WaitPolicy::from_options(PolicyOptions::new("wait", wait_options), ctx)?;
+    let nested = NestedWaitPolicy::from_options(PolicyOptions::new("nested-wait", nested_options), ctx)?;
+    Ok(Plan {
+        types: ctx.types.clone(),
+        d0: ctx.d0,
+        d1: ctx.d1,
+        capacity_tokens,
+        fluid,
+        max_rate,
+        wait_thresholds: wait.config().thresholds.clone(),
+        wait_plan: wait.plan().cloned(),
+        nested: nested.plan().clone(),
+    })
+}
