@@ -2,20 +2,54 @@
 
 from collections.abc import Sequence
 from os import PathLike
-from typing import Final, final
+from typing import Any, Final, final
 
 __all__ = [
     "POLICY_NAMES",
+    "POLICY_OPTIONS",
+    "FluidModel",
     "Scheduler",
     "Simulation",
     "Step",
     "StepOutcome",
     "Workload",
     "__version__",
+    "plan",
 ]
 
 __version__: Final[str]
 POLICY_NAMES: Final[list[str]]
+POLICY_OPTIONS: Final[dict[str, list[str]]]
+
+@final
+class FluidModel:
+    """The paper's fluid model: types ``(prompt_len, output_len, rate)``, iteration time ``d0 + d1 * tokens``,
+    KV capacity in tokens."""
+
+    def __new__(
+        cls, types: Sequence[tuple[int, int, float]], d0: float, d1: float, kv_capacity: float, *, block_size: int = 1
+    ) -> FluidModel: ...
+    def solve(self) -> dict[str, Any]:
+        """The equilibrium (rho, stable, T*, stage mass, N*, M*, feasibility, throughput, memory-limited optimum)."""
+    def max_rate(self) -> float:
+        """Largest total arrival rate (same mix) that is stable and memory-feasible, requests per second."""
+
+def plan(
+    *,
+    types: Sequence[tuple[int, int, float]] | None = None,
+    workload: Workload | None = None,
+    time_model: str = "llama2-7b-a100",
+    d0: float | None = None,
+    d1: float | None = None,
+    num_blocks: int = 7424,
+    block_size: int = 16,
+    watermark: float = 0.01,
+    max_num_seqs: int = 256,
+    max_num_batched_tokens: int = 8192,
+    wait_options: dict[str, bool | int | float | str | Sequence[float]] | None = None,
+    nested_options: dict[str, bool | int | float | str | Sequence[float]] | None = None,
+) -> dict[str, Any]:
+    """Fluid analysis plus the WAIT / Nested WAIT thresholds, for explicit types or a workload."""
 
 @final
 class Step:

@@ -300,10 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    epilog = "policy options (-o KEY=VALUE):\n" + "\n".join(
+        f"  {name:<12} {', '.join(opts) if opts else '(none)'}" for name, opts in POLICY_OPTIONS.items()
+    )
+    epilog += "\n\nSee docs/baselines.md and docs/wait.md for what each option does and its default."
     sim = sub.add_parser(
         "simulate",
         help="simulate one policy on a trace or synthetic workload",
         description="Simulate one policy until every request finishes; print the metrics.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sim.add_argument("--policy", default="vllm", choices=POLICY_NAMES, help="scheduling policy (default: vllm)")
     sim.add_argument(

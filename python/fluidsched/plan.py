@@ -56,7 +56,7 @@ def plan(
     and Nested WAIT (``nested_wait_thresholds``, one per segment) would use in a simulation with the same settings.
 
     For a workload without type labels, types come from binning its output lengths (see ``docs/wait.md``). The
-    time model is linearised as ``d0 + d1 × tokens`` for the fluid model.
+    time model is linearised as ``d0 + d1 * tokens`` for the fluid model.
     """
     if (types is None) == (workload is None):
         raise InvalidConfigError("plan needs exactly one of types=[(prompt, output, rate), ...] or a workload")
