@@ -321,7 +321,7 @@ impl PySimulation {
     /// Gaps between consecutive tokens of a request, seconds (native-endian f8 bytes), in no particular order.
     fn time_between_tokens<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let sim = guard(|| self.lock())?;
-        Ok(f64_bytes(py, sim.time_between_tokens().iter().copied()))
+        Ok(f64_bytes(py, sim.time_between_tokens().into_iter()))
     }
 
     /// Name of the policy.

@@ -146,7 +146,7 @@ impl Summary {
     /// Computes the summary from a run's records.
     pub fn compute(
         records: &RequestRecords,
-        tbt: &mut [f64],
+        tbt: &mut [(f64, u64)],
         it: &IterationStats,
         num_blocks: u32,
         wall_time_s: f64,
@@ -161,7 +161,7 @@ impl Summary {
         let tokens: u64 = finished.iter().map(|&i| u64::from(records.output_len[i])).sum();
         let per_s = |x: f64| if span > 0.0 { x / span } else { 0.0 };
         let iters = it.num_iterations as f64;
-        let tbt_pct = percentiles(tbt, &[50.0, 99.0]);
+        let tbt_pct = weighted_percentiles(tbt, &[50.0, 99.0]);
         Summary {
             num_requests: n as u64,
             num_finished: finished.len() as u64,
@@ -244,6 +244,35 @@ pub fn percentiles(xs: &mut [f64], qs: &[f64]) -> Vec<f64> {
     out
 }
 
+/// Percentiles of a sample given as `(value, count)` pairs, with the same definition as [`percentile`] applied to
+/// the sample with each value repeated `count` times. Sorts `samples` by value.
+pub fn weighted_percentiles(samples: &mut [(f64, u64)], qs: &[f64]) -> Vec<f64> {
+    let n: u64 = samples.iter().map(|&(_, c)| c).sum();
+    if n == 0 {
+        return vec![f64::NAN; qs.len()];
+    }
+    samples.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    // The value of the order statistic of rank r (0-based).
+    let at_rank = |r: u64| {
+        let mut seen = 0u64;
+        for &(v, c) in samples.iter() {
+            seen += c;
+            if r < seen {
+                return v;
+            }
+        }
+        samples[samples.len() - 1].0
+    };
+    qs.iter()
+        .map(|&q| {
+            let pos = q.clamp(0.0, 100.0) / 100.0 * (n - 1) as f64;
+            let (lo, hi) = (pos.floor() as u64, pos.ceil() as u64);
+            let lo_v = at_rank(lo);
+            if hi == lo { lo_v } else { lo_v + (at_rank(hi) - lo_v) * (pos - lo as f64) }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +285,16 @@ mod tests {
         assert_eq!(percentile(&mut v, 100.0), 4.0);
         assert!((percentile(&mut v, 99.0) - 3.97).abs() < 1e-12);
         assert!(percentile(&mut [], 50.0).is_nan());
+    }
+
+    #[test]
+    fn weighted_percentiles_equal_expanded_percentiles() {
+        let mut pairs = vec![(0.5, 3u64), (0.1, 1), (0.9, 2), (0.3, 4), (0.1, 2)];
+        let mut expanded: Vec<f64> = pairs.iter().flat_map(|&(v, c)| std::iter::repeat_n(v, c as usize)).collect();
+        for q in [0.0, 1.0, 33.0, 50.0, 90.0, 99.0, 100.0] {
+            assert_eq!(weighted_percentiles(&mut pairs, &[q])[0], percentile(&mut expanded, q), "q = {q}");
+        }
+        assert!(weighted_percentiles(&mut [], &[50.0])[0].is_nan());
     }
 
     #[test]

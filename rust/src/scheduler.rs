@@ -133,9 +133,17 @@ impl SchedulerState {
     pub fn allocate(&mut self, slot: Slot, n: u32) -> bool {
         let r = &self.requests[slot as usize];
         // Fast path (most decode steps): the tokens still fit in the blocks held; no division needed.
-        if u64::from(r.num_computed_tokens + n) <= u64::from(r.num_blocks()) * u64::from(self.pool.block_size()) {
+        if u64::from(r.num_computed_tokens) + u64::from(n)
+            <= u64::from(r.num_blocks()) * u64::from(self.pool.block_size())
+        {
             return true;
         }
+        self.allocate_slow(slot, n)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn allocate_slow(&mut self, slot: Slot, n: u32) -> bool {
         let need = self.blocks_needed(slot, n);
         need == 0 || self.pool.allocate(slot, need, &mut self.requests[slot as usize].blocks)
     }
@@ -158,8 +166,23 @@ impl SchedulerState {
         self.running.push(slot);
     }
 
+    /// Allocates what request `slot` needs for `n` more tokens and adds them to the step, in one pass (the hot
+    /// path of every policy). Returns false, changing nothing, if the blocks cannot be had.
+    #[inline(always)]
+    pub fn try_schedule(&mut self, slot: Slot, n: u32, step: &mut Step) -> bool {
+        let r = &self.requests[slot as usize];
+        if u64::from(r.num_computed_tokens) + u64::from(n)
+            > u64::from(r.num_blocks()) * u64::from(self.pool.block_size())
+            && !self.allocate_slow(slot, n)
+        {
+            return false;
+        }
+        self.schedule(slot, n, step);
+        true
+    }
+
     /// Adds `n` tokens of request `slot` to the step. The blocks must already be allocated.
-    #[inline]
+    #[inline(always)]
     pub fn schedule(&mut self, slot: Slot, n: u32, step: &mut Step) {
         let r = &self.requests[slot as usize];
         debug_assert!(n >= 1 && n <= r.num_owed_tokens(), "scheduling {n} tokens, owed {}", r.num_owed_tokens());

@@ -67,7 +67,9 @@ pub struct Simulator {
     now: f64,
     records: RequestRecords,
     last_token: Vec<f64>,
-    tbt: Vec<f64>,
+    /// Time between tokens as weighted samples `(gap, count)`: most tokens follow their request's previous
+    /// token by exactly one iteration, so one entry per iteration covers them all.
+    tbt: Vec<(f64, u64)>,
     stats: IterationStats,
     log: Vec<IterationRecord>,
     num_finished: usize,
@@ -135,7 +137,6 @@ impl Simulator {
             };
             hints.push(hint);
         }
-        let tbt_capacity: usize = specs.iter().map(|s| s.output_len as usize).sum::<usize>().saturating_sub(n);
         Ok(Simulator {
             scheduler,
             time_model: config.time_model.clone(),
@@ -145,7 +146,7 @@ impl Simulator {
             now: 0.0,
             records,
             last_token: vec![f64::NAN; n],
-            tbt: Vec::with_capacity(tbt_capacity),
+            tbt: Vec::new(),
             stats: IterationStats::default(),
             log: Vec::new(),
             num_finished: 0,
@@ -265,14 +266,25 @@ impl Simulator {
             self.now = step_start + duration;
             let now = self.now;
             let outcome = self.scheduler.complete_step(&[])?;
+            // Requests whose previous token came at the end of the previous iteration all share one gap.
+            let consecutive_gap = now - step_start;
+            let mut consecutive = 0u64;
             for &(id, k) in &outcome.emitted {
                 let i = id as usize;
                 if k == 1 {
                     self.records.first_token[i] = now;
                 } else {
-                    self.tbt.push(now - self.last_token[i]);
+                    let last = self.last_token[i];
+                    if last == step_start {
+                        consecutive += 1;
+                    } else {
+                        self.tbt.push((now - last, 1));
+                    }
                 }
                 self.last_token[i] = now;
+            }
+            if consecutive > 0 {
+                self.tbt.push((consecutive_gap, consecutive));
             }
             for &id in &outcome.finished {
                 self.records.finish[id as usize] = now;
@@ -312,10 +324,15 @@ impl Simulator {
         &self.log
     }
 
-    /// Gaps between consecutive tokens of the same request, seconds: a sample of the time-between-tokens
-    /// distribution, in no particular order (computing the summary reorders it).
-    pub fn time_between_tokens(&self) -> &[f64] {
-        &self.tbt
+    /// Gaps between consecutive tokens of the same request, seconds, one per token after each request's first:
+    /// the time-between-tokens distribution, in no particular order. Built on demand (one entry per token).
+    pub fn time_between_tokens(&self) -> Vec<f64> {
+        let n: u64 = self.tbt.iter().map(|&(_, c)| c).sum();
+        let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+        for &(gap, count) in &self.tbt {
+            out.extend(std::iter::repeat_n(gap, count as usize));
+        }
+        out
     }
 
     /// The summary metrics so far (normally called once the run is done; then it is computed once and cached).

@@ -68,7 +68,7 @@ pub fn schedule_running(
         }
         let mut scheduled = false;
         loop {
-            if state.allocate(slot, n) {
+            if state.try_schedule(slot, n, step) {
                 scheduled = true;
                 break;
             }
@@ -83,7 +83,6 @@ pub fn schedule_running(
         if !scheduled {
             break;
         }
-        state.schedule(slot, n, step);
         budget -= n;
         i += 1;
     }
