@@ -54,9 +54,8 @@ struct Case {
 
 fn arb_op() -> impl Strategy<Value = Op> {
     let hint = prop_oneof![3 => Just(Hint::Exact), 1 => Just(Hint::Missing), 1 => (0.2f64..2.0).prop_map(Hint::Scaled)];
-    let add = (1u32..120, 1u32..80, prop::bool::weighted(0.7), hint, prop::option::of(0u32..5), 0u32..4).prop_map(
-        |(prompt, len, known, hint, type_id, gap)| Op::Add { prompt, len, known, hint, type_id, gap },
-    );
+    let add = (1u32..120, 1u32..80, prop::bool::weighted(0.7), hint, prop::option::of(0u32..5), 0u32..4)
+        .prop_map(|(prompt, len, known, hint, type_id, gap)| Op::Add { prompt, len, known, hint, type_id, gap });
     prop_oneof![
         12 => add,
         14 => (any::<u8>(), prop::bool::weighted(0.1)).prop_map(|(e, misuse)| Op::Step { early: e & e.rotate_left(3), misuse }),
@@ -108,7 +107,12 @@ fn options(name: &str, k: &Knobs, num_types: usize) -> Vec<(String, OptionValue)
 }
 
 /// The rules policy `name` must keep under these options.
-fn rules_for(name: &str, case: &Case, opts: &[(String, OptionValue)], ctx: &fluidsched_core::policies::PolicyContext) -> Rules {
+fn rules_for(
+    name: &str,
+    case: &Case,
+    opts: &[(String, OptionValue)],
+    ctx: &fluidsched_core::policies::PolicyContext,
+) -> Rules {
     let k = &case.knobs;
     let budget = Some(case.cfg.max_num_batched_tokens);
     match name {
@@ -122,7 +126,8 @@ fn rules_for(name: &str, case: &Case, opts: &[(String, OptionValue)], ctx: &flui
             Rules::new(budget, false, NoPreempt::Unchecked, Some(Threshold::Wait(Box::new(p), k.max_wait)))
         }
         "nested-wait" => {
-            let p = NestedWaitPolicy::from_options(PolicyOptions::new(name, opts.to_vec()), ctx).expect("built once already");
+            let p = NestedWaitPolicy::from_options(PolicyOptions::new(name, opts.to_vec()), ctx)
+                .expect("built once already");
             Rules::new(budget, true, NoPreempt::Unchecked, Some(Threshold::Nested(p.plan().thresholds[0], k.max_wait)))
         }
         other => panic!("no rules for policy {other:?}: add it to fuzz_ops.rs"),

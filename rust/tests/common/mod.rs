@@ -48,11 +48,8 @@ pub fn arb_config() -> impl Strategy<Value = SchedulerConfig> {
 
 /// 1 to 3 request types (the shape `wait_props.rs` uses), with lengths clipped to fit `usable` tokens.
 pub fn arb_types() -> impl Strategy<Value = Vec<RequestType>> {
-    let ty = (1u32..60, 1u32..80, 1.0f64..200.0).prop_map(|(p, o, r)| RequestType {
-        prompt_len: p,
-        output_len: o,
-        rate: r,
-    });
+    let ty =
+        (1u32..60, 1u32..80, 1.0f64..200.0).prop_map(|(p, o, r)| RequestType { prompt_len: p, output_len: o, rate: r });
     prop::collection::vec(ty, 1..4)
 }
 

@@ -76,7 +76,16 @@ pub struct Harness {
 impl Harness {
     /// A driver starting ids at `first_id`.
     pub fn new(sched: Scheduler, rules: Rules, first_id: u64, usable: u32) -> Self {
-        Harness { sched, now: 0.0, rules, ids: HashMap::new(), held: Vec::new(), gone: Vec::new(), next_id: first_id, usable }
+        Harness {
+            sched,
+            now: 0.0,
+            rules,
+            ids: HashMap::new(),
+            held: Vec::new(),
+            gone: Vec::new(),
+            next_id: first_id,
+            usable,
+        }
     }
 
     fn advance(&mut self, to: f64) -> Result<(), TestCaseError> {
@@ -92,12 +101,20 @@ impl Harness {
             Op::AddBad { kind } => self.add_bad(kind)?,
             Op::Step { early, misuse } => {
                 let step = self.step(early, misuse)?;
-                let next = if step.is_empty() { self.now + D0 } else { self.now + D0 + D1 * f64::from(step.num_batched_tokens()) };
+                let next = if step.is_empty() {
+                    self.now + D0
+                } else {
+                    self.now + D0 + D1 * f64::from(step.num_batched_tokens())
+                };
                 self.advance(next)?;
             }
             Op::Abort { pick } => self.abort(pick)?,
             Op::AbortUnknown { pick } => {
-                let id = if self.gone.is_empty() || pick % 2 == 0 { u64::MAX - pick as u64 % 7 } else { self.gone[pick % self.gone.len()] };
+                let id = if self.gone.is_empty() || pick % 2 == 0 {
+                    u64::MAX - pick as u64 % 7
+                } else {
+                    self.gone[pick % self.gone.len()]
+                };
                 if !self.ids.get(&id).is_some_and(|t| t.life == Life::Held) {
                     let before = snapshot(&self.sched, &self.held);
                     prop_assert_eq!(self.sched.abort_request(id), Err(Error::UnknownRequest(id)));
@@ -137,7 +154,15 @@ impl Harness {
         Ok(())
     }
 
-    fn add(&mut self, prompt: u32, len: u32, known: bool, hint: Hint, type_id: Option<u32>, gap: u32) -> Result<(), TestCaseError> {
+    fn add(
+        &mut self,
+        prompt: u32,
+        len: u32,
+        known: bool,
+        hint: Hint,
+        type_id: Option<u32>,
+        gap: u32,
+    ) -> Result<(), TestCaseError> {
         self.advance(self.now + 0.01 * f64::from(gap))?;
         let (prompt, len) = crate::common::fit(prompt, len, self.usable);
         let hint = match hint {
@@ -170,7 +195,10 @@ impl Harness {
         };
         let before = snapshot(&self.sched, &self.held);
         let got = self.sched.add_request(r);
-        prop_assert!(matches!(&got, Err(Error::InvalidRequest { id: i, reason }) if *i == id && !reason.is_empty()), "{got:?}");
+        prop_assert!(
+            matches!(&got, Err(Error::InvalidRequest { id: i, reason }) if *i == id && !reason.is_empty()),
+            "{got:?}"
+        );
         prop_assert_eq!(before, snapshot(&self.sched, &self.held));
         Ok(())
     }
@@ -251,7 +279,13 @@ impl Harness {
         for &id in &out.finished {
             let t = &self.ids[&id];
             prop_assert_eq!(t.life, Life::Held, "request {} finished twice or after abort", id);
-            prop_assert!(t.early || t.emitted == t.len, "request {} finished after {} of {} tokens", id, t.emitted, t.len);
+            prop_assert!(
+                t.early || t.emitted == t.len,
+                "request {} finished after {} of {} tokens",
+                id,
+                t.emitted,
+                t.len
+            );
             self.retire(id, Life::Finished);
         }
         Ok(step)

@@ -4,10 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use fluidsched_core::Scheduler;
 use fluidsched_core::policies::WaitPolicy;
 use fluidsched_core::request::RequestState;
 use fluidsched_core::step::Step;
-use fluidsched_core::Scheduler;
 use proptest::prelude::*;
 
 /// When preemption is forbidden.
