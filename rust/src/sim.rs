@@ -10,11 +10,14 @@ use std::time::Instant;
 use crate::error::{Error, Result, check_non_negative};
 use crate::metrics::{IterationStats, RequestRecords, Summary};
 use crate::policy::Policy;
-use crate::request::NewRequest;
+use crate::request::{MAX_REQUEST_TOKENS, NewRequest};
 use crate::rng::Rng;
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::time_model::TimeModel;
 use crate::workload::{RequestSpec, Workload};
+
+/// Most time-between-tokens entries [`Simulator::new`] reserves up front (8 MiB of `f64`).
+const MAX_PRESIZED_TBT: usize = 1 << 20;
 
 /// How a simulation is set up (besides the workload and the policy).
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +115,16 @@ impl Simulator {
                 return Err(Error::trace(format!("request {}: prompt and output lengths must be >= 1", s.id)));
             }
             let need = u64::from(s.prompt_len) + u64::from(s.output_len);
+            if need > MAX_REQUEST_TOKENS {
+                return Err(Error::InvalidRequest {
+                    id: s.id,
+                    reason: format!(
+                        "needs {need} tokens of KV cache (prompt {} + output {}); a request may hold at most \
+                         {MAX_REQUEST_TOKENS} tokens",
+                        s.prompt_len, s.output_len
+                    ),
+                });
+            }
             if need > usable_tokens {
                 return Err(Error::InvalidRequest {
                     id: s.id,
@@ -135,7 +148,10 @@ impl Simulator {
             };
             hints.push(hint);
         }
-        let tbt_capacity: usize = specs.iter().map(|s| s.output_len as usize).sum::<usize>().saturating_sub(n);
+        // Pre-size the time-between-tokens sample, but never by more than a few MiB: output lengths come from
+        // the caller and may be huge (the vector grows as needed).
+        let tbt_capacity = specs.iter().map(|s| s.output_len as usize).fold(0usize, usize::saturating_add);
+        let tbt_capacity = tbt_capacity.saturating_sub(n).min(MAX_PRESIZED_TBT);
         Ok(Simulator {
             scheduler,
             time_model: config.time_model.clone(),
