@@ -13,6 +13,10 @@ use crate::error::{Error, Result};
 /// Marker in the owner table for a free block.
 const FREE: u32 = u32::MAX;
 
+/// Most blocks a pool may have (2^26, about 67 million: 512 MiB of tables, far above any GPU's KV cache at
+/// vLLM's block sizes). Larger counts are rejected instead of exhausting memory.
+pub const MAX_NUM_BLOCKS: u32 = 1 << 26;
+
 /// A pool of KV-cache blocks.
 #[derive(Debug, Clone)]
 pub struct BlockPool {
@@ -34,8 +38,11 @@ impl BlockPool {
         if block_size == 0 {
             return Err(Error::config("block_size must be >= 1 token"));
         }
-        if num_blocks == FREE {
-            return Err(Error::config(format!("num_blocks must be < {FREE}")));
+        if num_blocks > MAX_NUM_BLOCKS {
+            return Err(Error::config(format!(
+                "num_blocks must be at most {MAX_NUM_BLOCKS} (the pool keeps two 4-byte entries per block), got \
+                 {num_blocks}; use a larger block_size for a larger cache"
+            )));
         }
         if !(watermark.is_finite() && (0.0..1.0).contains(&watermark)) {
             return Err(Error::config(format!("watermark must be a fraction in [0, 1), got {watermark}")));

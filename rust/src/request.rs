@@ -9,6 +9,10 @@
 /// Index of a request in the scheduler's request table (reused after the request leaves).
 pub type Slot = u32;
 
+/// Most tokens (prompt plus output) one request may ever hold: half of `u32::MAX`, so that token counts and
+/// sums of a count and a chunk stay far from `u32` overflow.
+pub const MAX_REQUEST_TOKENS: u64 = (u32::MAX / 2) as u64;
+
 /// Where a request is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestState {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::block_pool::BlockPool;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
-use crate::request::{NewRequest, Request, RequestState, Slot};
+use crate::request::{MAX_REQUEST_TOKENS, NewRequest, Request, RequestState, Slot};
 use crate::step::{ScheduledRequest, Step, StepOutcome};
 
 /// Limits shared by every policy (vLLM's names).
@@ -341,7 +341,12 @@ impl Scheduler {
         let max_tokens = u64::from(new.prompt_len) + u64::from(new.output_len.unwrap_or(1));
         let usable = u64::from(self.state.pool.num_blocks() - self.state.pool.watermark_blocks());
         let usable_tokens = usable * u64::from(self.state.pool.block_size());
-        if max_tokens > usable_tokens || max_tokens > u64::from(u32::MAX / 2) {
+        if max_tokens > MAX_REQUEST_TOKENS {
+            return Err(invalid(format!(
+                "needs up to {max_tokens} tokens of KV cache; a request may hold at most {MAX_REQUEST_TOKENS} tokens"
+            )));
+        }
+        if max_tokens > usable_tokens {
             return Err(invalid(format!(
                 "needs up to {max_tokens} tokens of KV cache but only {usable_tokens} are usable \
                  ({} blocks of {} tokens above the watermark)",

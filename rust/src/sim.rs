@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::error::{Error, Result, check_non_negative};
 use crate::metrics::{IterationStats, RequestRecords, Summary};
 use crate::policy::Policy;
-use crate::request::NewRequest;
+use crate::request::{MAX_REQUEST_TOKENS, NewRequest};
 use crate::rng::Rng;
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::time_model::TimeModel;
@@ -114,6 +114,16 @@ impl Simulator {
                 return Err(Error::trace(format!("request {}: prompt and output lengths must be >= 1", s.id)));
             }
             let need = u64::from(s.prompt_len) + u64::from(s.output_len);
+            if need > MAX_REQUEST_TOKENS {
+                return Err(Error::InvalidRequest {
+                    id: s.id,
+                    reason: format!(
+                        "needs {need} tokens of KV cache (prompt {} + output {}); a request may hold at most \
+                         {MAX_REQUEST_TOKENS} tokens",
+                        s.prompt_len, s.output_len
+                    ),
+                });
+            }
             if need > usable_tokens {
                 return Err(Error::InvalidRequest {
                     id: s.id,
