@@ -44,6 +44,7 @@ pub mod request;
 pub mod rng;
 pub mod scheduler;
 pub mod sim;
+pub mod state;
 pub mod step;
 pub mod time_model;
 pub mod workload;
