@@ -301,6 +301,9 @@ proptest! {
             ("thresholds", OptionValue::List(th.iter().map(|&x| f64::from(x)).collect())),
             ("admission", OptionValue::Str(names[rule as usize].into())),
             ("max_wait", OptionValue::Num(max_wait)),
+            // The reference models the admission rule alone; the memory guard's own property (exact lengths ⇒ no
+            // preemption) is checked in fuzz_ops.
+            ("memory_guard", OptionValue::Bool(false)),
         ]);
         let queues = vec![VecDeque::new(); th.len()];
         run(Scheduler::new(cfg, p).unwrap(), Ref::Wait(Wait { thresholds: th, rule, max_wait, queues }), &reqs, &ab, true)?;

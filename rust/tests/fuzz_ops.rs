@@ -123,7 +123,10 @@ fn rules_for(
         "mc-sf" => Rules::new(None, false, NoPreempt::IfExactHints, None),
         "wait" => {
             let p = WaitPolicy::from_options(PolicyOptions::new(name, opts.to_vec()), ctx).expect("built once already");
-            Rules::new(budget, false, NoPreempt::Unchecked, Some(Threshold::Wait(Box::new(p), k.max_wait)))
+            // The memory guard (on by default) admits only what fits at its projected peak: with exact lengths WAIT
+            // never needs to preempt. (Under `stall` the guard still holds; the rule is the same.)
+            let no_preempt = if p.config().memory_guard { NoPreempt::IfExactHints } else { NoPreempt::Unchecked };
+            Rules::new(budget, false, no_preempt, Some(Threshold::Wait(Box::new(p), k.max_wait)))
         }
         "nested-wait" => {
             let p = NestedWaitPolicy::from_options(PolicyOptions::new(name, opts.to_vec()), ctx)

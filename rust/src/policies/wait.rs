@@ -16,6 +16,15 @@
 //! budget. A cohort that does not fit whole is admitted in part (its oldest members, until the first one that
 //! does not fit); the rest stay at the head of the queue and count toward the next cohort.
 //!
+//! Memory guard (`memory_guard`, default on): WAIT knows output lengths, so it also admits a request only if the
+//! projected KV peak of the running requests plus the cohort so far plus this request, each growing one token per
+//! step until its known last token, stays within the blocks above the watermark (the check MC-SF uses,
+//! [`super::kv_profile`]). Thresholds from the fluid model keep the batch at the equilibrium; the guard makes the
+//! "no eviction" property hold even when the linear time model behind the thresholds is off (with the profiled
+//! Llama-2-7B model, iterations with long contexts run slower than the linear fit, so more requests pile up than
+//! the fluid model planned for). With exact lengths and the guard on, WAIT never preempts; with wrong lengths it
+//! may, and each preemption is counted. `memory_guard=false` gives the admission rule alone.
+//!
 //! With `stall`, the authors' behaviour: in-flight requests run only in steps that admit something (or when
 //! nothing waits).
 //!
@@ -27,6 +36,7 @@ use std::collections::VecDeque;
 use crate::error::{Error, Result, check_positive};
 use crate::fluid::{FluidModel, ThresholdPlan, fluid_thresholds, reference_thresholds};
 use crate::policies::PolicyContext;
+use crate::policies::kv_profile::{KvProfile, Projection};
 use crate::policies::vllm::schedule_running;
 use crate::policy::{Policy, PolicyOptions};
 use crate::request::{Request, Slot};
@@ -72,6 +82,8 @@ pub struct WaitConfig {
     pub stall: bool,
     /// Liveness: seconds after which a type's partial cohort is admitted.
     pub max_wait: f64,
+    /// Admit only while the projected KV peak (known lengths) fits above the watermark.
+    pub memory_guard: bool,
 }
 
 /// The WAIT policy.
@@ -82,6 +94,7 @@ pub struct WaitPolicy {
     queues: Vec<VecDeque<Slot>>,
     num_waiting: usize,
     victims: Vec<Slot>,
+    profile: KvProfile,
 }
 
 /// Default relative margin of the target iteration time above the stability bound.
@@ -93,7 +106,7 @@ pub const MAX_WAIT_INTERVALS: f64 = 20.0;
 impl WaitPolicy {
     /// Options accepted by [`WaitPolicy::from_options`].
     pub const OPTIONS: &'static [&'static str] =
-        &["thresholds", "total_limit", "admission", "stall", "max_wait", "headroom"];
+        &["thresholds", "total_limit", "admission", "stall", "max_wait", "headroom", "memory_guard"];
 
     /// A policy from explicit settings.
     pub fn new(config: WaitConfig) -> Result<Self> {
@@ -105,7 +118,14 @@ impl WaitPolicy {
         }
         check_positive("wait: max_wait", config.max_wait)?;
         let queues = vec![VecDeque::new(); config.thresholds.len()];
-        Ok(WaitPolicy { config, plan: None, queues, num_waiting: 0, victims: Vec::new() })
+        Ok(WaitPolicy {
+            config,
+            plan: None,
+            queues,
+            num_waiting: 0,
+            victims: Vec::new(),
+            profile: KvProfile::default(),
+        })
     }
 
     /// Builds the policy from its options and what the run knows. Thresholds come from, in order: the
@@ -118,6 +138,7 @@ impl WaitPolicy {
         let stall = options.bool("stall", false)?;
         let max_wait = options.opt_f64("max_wait")?;
         let headroom = options.f64("headroom", DEFAULT_HEADROOM)?;
+        let memory_guard = options.bool("memory_guard", true)?;
         options.finish(Self::OPTIONS)?;
         let types = &ctx.types;
         let mut plan = None;
@@ -166,6 +187,7 @@ impl WaitPolicy {
             admission,
             stall,
             max_wait,
+            memory_guard,
         };
         let mut policy = WaitPolicy::new(config)?;
         policy.plan = plan;
@@ -229,6 +251,14 @@ impl WaitPolicy {
             let head = |j: usize| state.request(self.queues[j][0]).arrival;
             head(a).total_cmp(&head(b))
         });
+        let guard_capacity = u64::from(state.pool().num_blocks() - state.pool().watermark_blocks());
+        if self.config.memory_guard && !order.is_empty() {
+            self.profile.clear(state.pool().block_size());
+            for &slot in state.running() {
+                self.profile.push(projection(state.request(slot)));
+            }
+            self.profile.rebuild();
+        }
         for j in order {
             for _ in 0..sizes[j] {
                 let Some(&slot) = self.queues[j].front() else { break };
@@ -244,6 +274,15 @@ impl WaitPolicy {
                 if n > budget || !state.fits_for_admission(slot, owed) {
                     return;
                 }
+                if self.config.memory_guard {
+                    let p = projection(state.request(slot));
+                    // A lone request always fits (add_request checked it), so an empty batch never blocks.
+                    if !self.profile.is_empty() && !self.profile.fits_with(p, guard_capacity) {
+                        return;
+                    }
+                    self.profile.push(p);
+                    self.profile.rebuild();
+                }
                 self.queues[j].pop_front();
                 self.num_waiting -= 1;
                 state.admit(slot, step);
@@ -254,6 +293,13 @@ impl WaitPolicy {
             }
         }
     }
+}
+
+/// A request's projected KV growth for the memory guard: `num_tokens − 1 + τ` tokens for its remaining known
+/// output (at least one more step; without a hint, one step).
+fn projection(r: &Request) -> Projection {
+    let remaining = r.output_len_hint.map_or(1, |d| d.saturating_sub(r.num_output_tokens)).max(1);
+    Projection { base: r.num_tokens() - 1, steps: remaining }
 }
 
 /// `MAX_WAIT_INTERVALS × max_j n_j / λ_j` over the types with `n_j ≥ 2` (the others never wait), or 1 s when
