@@ -44,7 +44,7 @@ test-python: build-dev  ## Python tests (pytest + hypothesis, quick profile) and
 test: test-rust test-python  ## Everything: Rust and Python tests (installs what it needs into .venv)
 
 .PHONY: lint-rust
-lint-rust:  ## cargo fmt --check and clippy -D warnings
+lint-rust: $(BIN)/python  ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all -- --check
 	PYO3_PYTHON=$(abspath $(BIN)/python) cargo clippy --workspace --all-targets --quiet -- -D warnings
 
