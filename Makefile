@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export VIRTUAL_ENV := $(abspath $(VENV))
 # Python packages the tests and lints need (the package's own runtime needs come from pyproject.toml).
-DEV_PACKAGES := maturin>=1.9.4,<2 "pytest>=8" "hypothesis>=6.100" "pytest-benchmark>=4" "numpy>=1.24" \
+DEV_PACKAGES := "maturin>=1.9.4,<2" "pytest>=8" "hypothesis>=6.100" "pytest-benchmark>=4" "numpy>=1.24" \
 	"matplotlib>=3.7" "ruff>=0.6" "mypy>=1.10"
 
 .PHONY: help
