@@ -35,6 +35,11 @@ pub fn to_py_err(err: Error) -> PyErr {
     Python::attach(|py| raise(py, name, err.to_string()))
 }
 
+/// A `fluidsched.InvalidConfigError` with `msg`.
+pub fn config_error(msg: String) -> PyErr {
+    Python::attach(|py| raise(py, "InvalidConfigError", msg))
+}
+
 /// A `fluidsched.InternalError` with `msg`.
 pub fn internal_error(msg: String) -> PyErr {
     Python::attach(|py| raise(py, "InternalError", msg))

@@ -3,14 +3,14 @@
 use fluidsched_core::fluid::{FluidModel, FluidPoint, FluidSolution};
 use fluidsched_core::plan::plan;
 use fluidsched_core::policies::PolicyContext;
-use fluidsched_core::sim::policy_context;
+use fluidsched_core::sim::{policy_context, validate_workload};
 use fluidsched_core::workload::RequestType;
 use fluidsched_core::{SchedulerConfig, TimeModel};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::errors::guard;
-use crate::options::policy_options;
+use crate::options::{Int, TypeArg, policy_options};
 use crate::sim::PyWorkload;
 
 fn to_types(types: Vec<(u32, u32, f64)>) -> Vec<RequestType> {
@@ -53,8 +53,10 @@ pub struct PyFluidModel {
 #[pymethods]
 impl PyFluidModel {
     #[new]
-    #[pyo3(signature = (types, d0, d1, kv_capacity, *, block_size = 1))]
-    fn new(types: Vec<(u32, u32, f64)>, d0: f64, d1: f64, kv_capacity: f64, block_size: u32) -> PyResult<Self> {
+    #[pyo3(signature = (types, d0, d1, kv_capacity, *, block_size = Int(1)))]
+    fn new(types: Vec<TypeArg>, d0: f64, d1: f64, kv_capacity: f64, block_size: Int<u32>) -> PyResult<Self> {
+        let types = types.into_iter().map(|(a, b, r)| (a.0, b.0, r)).collect::<Vec<_>>();
+        let block_size = block_size.0;
         guard(|| {
             Ok(PyFluidModel {
                 inner: FluidModel::new(to_types(types), d0, d1, kv_capacity)?.with_block_size(block_size)?,
@@ -89,26 +91,31 @@ impl PyFluidModel {
 /// `workload` (types then come from its type labels, or from binning its output lengths).
 #[pyfunction(name = "plan")]
 #[pyo3(signature = (
-    *, types = None, workload = None, time_model = "llama2-7b-a100", d0 = None, d1 = None, num_blocks = 7424,
-    block_size = 16, watermark = 0.01, max_num_seqs = 256, max_num_batched_tokens = 8192, wait_options = None,
+    *, types = None, workload = None, time_model = "llama2-7b-a100", d0 = None, d1 = None, num_blocks = Int(7424),
+    block_size = Int(16), watermark = 0.01, max_num_seqs = Int(256), max_num_batched_tokens = Int(8192), wait_options = None,
     nested_options = None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn py_plan<'py>(
     py: Python<'py>,
-    types: Option<Vec<(u32, u32, f64)>>,
+    types: Option<Vec<TypeArg>>,
     workload: Option<PyRef<'py, PyWorkload>>,
     time_model: &str,
     d0: Option<f64>,
     d1: Option<f64>,
-    num_blocks: u32,
-    block_size: u32,
+    num_blocks: Int<u32>,
+    block_size: Int<u32>,
     watermark: f64,
-    max_num_seqs: u32,
-    max_num_batched_tokens: u32,
+    max_num_seqs: Int<u32>,
+    max_num_batched_tokens: Int<u32>,
     wait_options: Option<&Bound<'py, PyDict>>,
     nested_options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let types = types.map(|t| t.into_iter().map(|(a, b, r)| (a.0, b.0, r)).collect::<Vec<_>>());
+    let num_blocks = num_blocks.0;
+    let block_size = block_size.0;
+    let max_num_seqs = max_num_seqs.0;
+    let max_num_batched_tokens = max_num_batched_tokens.0;
     let wait_options = policy_options(wait_options)?;
     let nested_options = policy_options(nested_options)?;
     let p = guard(|| {
@@ -136,7 +143,10 @@ pub fn py_plan<'py>(
                     output_lengths: Vec::new(),
                 }
             }
-            (None, Some(w)) => policy_context(&w.inner, config, &tm),
+            (None, Some(w)) => {
+                validate_workload(&w.inner, &config)?;
+                policy_context(&w.inner, config, &tm)
+            }
             _ => return Err(fluidsched_core::Error::config("plan needs exactly one of types or workload")),
         };
         plan(&ctx, wait_options, nested_options)

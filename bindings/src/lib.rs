@@ -27,6 +27,7 @@ mod core_module {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("MAX_NUM_BLOCKS", fluidsched_core::block_pool::MAX_NUM_BLOCKS)?;
         m.add("POLICY_NAMES", fluidsched_core::policies::POLICY_NAMES.to_vec())?;
         let options = pyo3::types::PyDict::new(m.py());
         for &name in fluidsched_core::policies::POLICY_NAMES {

@@ -1,9 +1,48 @@
-//! Conversions from Python values to core option types.
+//! Conversions from Python values to core types: policy options, and integer arguments whose range errors must
+//! surface as `fluidsched.InvalidConfigError` rather than PyO3's bare `OverflowError`.
 
 use fluidsched_core::policy::OptionValue;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use crate::errors::config_error;
+
+/// An integer argument of Rust type `T`. A Python int outside `T`'s range (negative, or too large) raises
+/// `fluidsched.InvalidConfigError` saying so; a non-int raises `TypeError` (PyO3 prefixes the argument name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Int<T>(pub T);
+
+macro_rules! int_arg {
+    ($($t:ty),*) => {$(
+        impl<'a, 'py> FromPyObject<'a, 'py> for Int<$t> {
+            type Error = PyErr;
+
+            fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+                if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
+                    return Err(PyTypeError::new_err(format!("expected an int, got {}", obj.get_type().name()?)));
+                }
+                let range = || format!("an integer from {} to {}", <$t>::MIN, <$t>::MAX);
+                let wide: i128 = obj
+                    .extract()
+                    .map_err(|_| config_error(format!("expected {}, got an integer of unbounded size", range())))?;
+                <$t>::try_from(wide)
+                    .map(Int)
+                    .map_err(|_| config_error(format!("expected {}, got {wide}", range())))
+            }
+        }
+    )*};
+}
+
+int_arg!(u32, u64, usize);
+
+/// A request type argument: `(prompt_len, output_len, rate)`.
+pub type TypeArg = (Int<u32>, Int<u32>, f64);
+
+/// Unwraps a vector of [`Int`] arguments.
+pub fn ints<T>(v: Vec<Int<T>>) -> Vec<T> {
+    v.into_iter().map(|Int(x)| x).collect()
+}
 
 /// Converts one Python option value (bool, int, float, str, or a list/tuple of numbers).
 fn option_value(key: &str, v: &Bound<'_, PyAny>) -> PyResult<OptionValue> {
@@ -17,12 +56,11 @@ fn option_value(key: &str, v: &Bound<'_, PyAny>) -> PyResult<OptionValue> {
         return Ok(OptionValue::Str(v.extract()?));
     }
     if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
-        let items: Vec<f64> = v
-            .extract()
-            .map_err(|_| PyTypeError::new_err(format!("policy option {key:?}: a list must hold only numbers")))?;
+        let items: Vec<f64> =
+            v.extract().map_err(|_| config_error(format!("policy option {key:?}: a list must hold only numbers")))?;
         return Ok(OptionValue::List(items));
     }
-    Err(PyTypeError::new_err(format!(
+    Err(config_error(format!(
         "policy option {key:?}: expected bool, int, float, str or a list of numbers, got {}",
         v.get_type().name()?
     )))

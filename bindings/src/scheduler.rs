@@ -12,7 +12,7 @@ use pyo3::types::PyDict;
 
 use crate::errors::guard;
 use crate::errors::internal_error;
-use crate::options::policy_options as policy_options_from;
+use crate::options::{Int, TypeArg, ints, policy_options as policy_options_from};
 
 /// One iteration's batch.
 #[pyclass(module = "fluidsched._core", name = "Step", frozen)]
@@ -94,26 +94,32 @@ impl PyScheduler {
 impl PyScheduler {
     #[new]
     #[pyo3(signature = (
-        policy = "vllm", *, num_blocks = 7424, block_size = 16, watermark = 0.01, max_num_seqs = 256,
-        max_num_batched_tokens = 8192, enable_chunked_prefill = true, policy_options = None,
+        policy = "vllm", *, num_blocks = Int(7424), block_size = Int(16), watermark = 0.01, max_num_seqs = Int(256),
+        max_num_batched_tokens = Int(8192), enable_chunked_prefill = true, policy_options = None,
         d0 = 0.0, d1 = 0.0, types = None, output_lengths = None, arrival_rate = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         policy: &str,
-        num_blocks: u32,
-        block_size: u32,
+        num_blocks: Int<u32>,
+        block_size: Int<u32>,
         watermark: f64,
-        max_num_seqs: u32,
-        max_num_batched_tokens: u32,
+        max_num_seqs: Int<u32>,
+        max_num_batched_tokens: Int<u32>,
         enable_chunked_prefill: bool,
         policy_options: Option<&Bound<'_, PyDict>>,
         d0: f64,
         d1: f64,
-        types: Option<Vec<(u32, u32, f64)>>,
-        output_lengths: Option<Vec<u32>>,
+        types: Option<Vec<TypeArg>>,
+        output_lengths: Option<Vec<Int<u32>>>,
         arrival_rate: Option<f64>,
     ) -> PyResult<Self> {
+        let num_blocks = num_blocks.0;
+        let block_size = block_size.0;
+        let max_num_seqs = max_num_seqs.0;
+        let max_num_batched_tokens = max_num_batched_tokens.0;
+        let types = types.map(|t| t.into_iter().map(|(a, b, r)| (a.0, b.0, r)).collect::<Vec<_>>());
+        let output_lengths = output_lengths.map(ints);
         let options = policy_options_from(policy_options)?;
         guard(|| {
             let config = SchedulerConfig {
@@ -159,13 +165,18 @@ impl PyScheduler {
     #[pyo3(signature = (request_id, prompt_len, output_len = None, *, output_len_hint = None, type_id = None, arrival = 0.0))]
     fn add_request(
         &self,
-        request_id: u64,
-        prompt_len: u32,
-        output_len: Option<u32>,
-        output_len_hint: Option<u32>,
-        type_id: Option<u32>,
+        request_id: Int<u64>,
+        prompt_len: Int<u32>,
+        output_len: Option<Int<u32>>,
+        output_len_hint: Option<Int<u32>>,
+        type_id: Option<Int<u32>>,
         arrival: f64,
     ) -> PyResult<()> {
+        let request_id = request_id.0;
+        let prompt_len = prompt_len.0;
+        let output_len = output_len.map(|x| x.0);
+        let output_len_hint = output_len_hint.map(|x| x.0);
+        let type_id = type_id.map(|x| x.0);
         guard(|| {
             self.lock()?.add_request(NewRequest {
                 id: request_id,
@@ -198,7 +209,8 @@ impl PyScheduler {
 
     /// Applies the pending step; `finished` lists ids the driver saw stop (e.g. at an end-of-sequence token).
     #[pyo3(signature = (finished = Vec::new()))]
-    fn complete_step(&self, finished: Vec<u64>) -> PyResult<PyStepOutcome> {
+    fn complete_step(&self, finished: Vec<Int<u64>>) -> PyResult<PyStepOutcome> {
+        let finished = ints(finished);
         guard(|| {
             let mut s = self.lock()?;
             let out = s.complete_step(&finished)?;
@@ -207,7 +219,8 @@ impl PyScheduler {
     }
 
     /// Removes a waiting or running request, freeing its blocks.
-    fn abort_request(&self, request_id: u64) -> PyResult<()> {
+    fn abort_request(&self, request_id: Int<u64>) -> PyResult<()> {
+        let request_id = request_id.0;
         guard(|| self.lock()?.abort_request(request_id))
     }
 

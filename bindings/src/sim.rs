@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use fluidsched_core::policies::build_policy;
 use fluidsched_core::policy::PolicyOptions;
-use fluidsched_core::sim::{SimConfig, Simulator, policy_context};
+use fluidsched_core::sim::{SimConfig, Simulator, policy_context, validate_workload};
 use fluidsched_core::workload::{
     ArrivalProcess, RequestSpec, RequestType, TraceData, TraceOptions, Workload, read_trace_file,
 };
@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::errors::guard;
-use crate::options::policy_options as policy_options_from;
+use crate::options::{Int, TypeArg, ints, policy_options as policy_options_from};
 
 fn arrival_process(kind: &str, rate: f64, cv: f64) -> Result<ArrivalProcess, Error> {
     match kind {
@@ -37,7 +37,7 @@ impl PyWorkload {
     /// `rate` and get seeded Poisson or Gamma(`rate`, `cv`) arrivals.
     #[staticmethod]
     #[pyo3(signature = (
-        path, *, rate = None, num_requests = None, arrival = "poisson", cv = 1.0, seed = 0,
+        path, *, rate = None, num_requests = None, arrival = "poisson", cv = 1.0, seed = Int(0),
         words_to_tokens = 1.0, lengths_are_words = false
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -45,13 +45,15 @@ impl PyWorkload {
         py: Python<'_>,
         path: PathBuf,
         rate: Option<f64>,
-        num_requests: Option<usize>,
+        num_requests: Option<Int<usize>>,
         arrival: &str,
         cv: f64,
-        seed: u64,
+        seed: Int<u64>,
         words_to_tokens: f64,
         lengths_are_words: bool,
     ) -> PyResult<Self> {
+        let num_requests = num_requests.map(|x| x.0);
+        let seed = seed.0;
         py.detach(|| {
             guard(|| {
                 let opts = TraceOptions { words_to_tokens, lengths_are_words };
@@ -85,8 +87,11 @@ impl PyWorkload {
     /// Synthetic typed workload: one Poisson stream of total rate Σrate, each arrival's type drawn with
     /// probability rate_j / Σrate. `types` holds `(prompt_len, output_len, rate)` tuples.
     #[staticmethod]
-    #[pyo3(signature = (types, num_requests, *, seed = 0))]
-    fn from_types(types: Vec<(u32, u32, f64)>, num_requests: usize, seed: u64) -> PyResult<Self> {
+    #[pyo3(signature = (types, num_requests, *, seed = Int(0)))]
+    fn from_types(types: Vec<TypeArg>, num_requests: Int<usize>, seed: Int<u64>) -> PyResult<Self> {
+        let types = types.into_iter().map(|(a, b, r)| (a.0, b.0, r)).collect::<Vec<_>>();
+        let num_requests = num_requests.0;
+        let seed = seed.0;
         guard(|| {
             let types: Vec<RequestType> = types
                 .into_iter()
@@ -101,10 +106,13 @@ impl PyWorkload {
     #[pyo3(signature = (arrival, prompt_len, output_len, type_id = None))]
     fn from_requests(
         arrival: Vec<f64>,
-        prompt_len: Vec<u32>,
-        output_len: Vec<u32>,
-        type_id: Option<Vec<u32>>,
+        prompt_len: Vec<Int<u32>>,
+        output_len: Vec<Int<u32>>,
+        type_id: Option<Vec<Int<u32>>>,
     ) -> PyResult<Self> {
+        let prompt_len = ints(prompt_len);
+        let output_len = ints(output_len);
+        let type_id = type_id.map(ints);
         guard(|| {
             let n = arrival.len();
             if prompt_len.len() != n || output_len.len() != n || type_id.as_ref().is_some_and(|t| t.len() != n) {
@@ -124,7 +132,8 @@ impl PyWorkload {
     }
 
     /// The first `n` requests.
-    fn truncated(&self, n: usize) -> PyResult<Self> {
+    fn truncated(&self, n: Int<usize>) -> PyResult<Self> {
+        let n = n.0;
         guard(|| {
             if n == 0 {
                 return Err(Error::config("n must be >= 1"));
@@ -217,8 +226,8 @@ impl PySimulation {
     #[new]
     #[pyo3(signature = (
         workload, policy = "vllm", *, policy_options = None, time_model = "llama2-7b-a100", d0 = None, d1 = None,
-        num_blocks = 7424, block_size = 16, watermark = 0.01, max_num_seqs = 256, max_num_batched_tokens = 8192,
-        enable_chunked_prefill = true, seed = 0, length_error = 0.0
+        num_blocks = Int(7424), block_size = Int(16), watermark = 0.01, max_num_seqs = Int(256), max_num_batched_tokens = Int(8192),
+        enable_chunked_prefill = true, seed = Int(0), length_error = 0.0
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -229,15 +238,20 @@ impl PySimulation {
         time_model: &str,
         d0: Option<f64>,
         d1: Option<f64>,
-        num_blocks: u32,
-        block_size: u32,
+        num_blocks: Int<u32>,
+        block_size: Int<u32>,
         watermark: f64,
-        max_num_seqs: u32,
-        max_num_batched_tokens: u32,
+        max_num_seqs: Int<u32>,
+        max_num_batched_tokens: Int<u32>,
         enable_chunked_prefill: bool,
-        seed: u64,
+        seed: Int<u64>,
         length_error: f64,
     ) -> PyResult<Self> {
+        let num_blocks = num_blocks.0;
+        let block_size = block_size.0;
+        let max_num_seqs = max_num_seqs.0;
+        let max_num_batched_tokens = max_num_batched_tokens.0;
+        let seed = seed.0;
         let options = policy_options_from(policy_options)?;
         py.detach(|| {
             guard(|| {
@@ -251,6 +265,7 @@ impl PySimulation {
                 };
                 scheduler.validate()?;
                 let time_model = TimeModel::from_name(time_model, d0, d1)?;
+                validate_workload(&workload.inner, &scheduler)?;
                 let ctx = policy_context(&workload.inner, scheduler, &time_model);
                 let policy = build_policy(policy, PolicyOptions::new(policy, options), &ctx)?;
                 let config = SimConfig { scheduler, time_model, seed, length_error };
@@ -260,8 +275,9 @@ impl PySimulation {
     }
 
     /// Runs at most `max_iterations` model iterations; returns True once every request has finished.
-    #[pyo3(signature = (max_iterations = u64::MAX))]
-    fn run_for(&self, py: Python<'_>, max_iterations: u64) -> PyResult<bool> {
+    #[pyo3(signature = (max_iterations = Int(u64::MAX)))]
+    fn run_for(&self, py: Python<'_>, max_iterations: Int<u64>) -> PyResult<bool> {
+        let max_iterations = max_iterations.0;
         py.detach(|| guard(|| self.lock()?.run_for(max_iterations)))
     }
 

@@ -5,6 +5,7 @@ from os import PathLike
 from typing import Any, Final, final
 
 __all__ = [
+    "MAX_NUM_BLOCKS",
     "POLICY_NAMES",
     "POLICY_OPTIONS",
     "FluidModel",
@@ -18,6 +19,7 @@ __all__ = [
 ]
 
 __version__: Final[str]
+MAX_NUM_BLOCKS: Final[int]
 POLICY_NAMES: Final[list[str]]
 POLICY_OPTIONS: Final[dict[str, list[str]]]
 
@@ -27,7 +29,7 @@ class FluidModel:
     KV capacity in tokens."""
 
     def __new__(
-        cls, types: Sequence[tuple[int, int, float]], d0: float, d1: float, kv_capacity: float, *, block_size: int = 1
+        cls, types: Sequence[tuple[int, int, float]], d0: float, d1: float, kv_capacity: float, *, block_size: int = ...
     ) -> FluidModel: ...
     def solve(self) -> dict[str, Any]:
         """The equilibrium (rho, stable, T*, stage mass, N*, M*, feasibility, throughput, memory-limited optimum)."""
@@ -41,11 +43,11 @@ def plan(
     time_model: str = "llama2-7b-a100",
     d0: float | None = None,
     d1: float | None = None,
-    num_blocks: int = 7424,
-    block_size: int = 16,
+    num_blocks: int = ...,
+    block_size: int = ...,
     watermark: float = 0.01,
-    max_num_seqs: int = 256,
-    max_num_batched_tokens: int = 8192,
+    max_num_seqs: int = ...,
+    max_num_batched_tokens: int = ...,
     wait_options: dict[str, bool | int | float | str | Sequence[float]] | None = None,
     nested_options: dict[str, bool | int | float | str | Sequence[float]] | None = None,
 ) -> dict[str, Any]:
@@ -94,17 +96,20 @@ class Scheduler:
     """A policy plus KV block bookkeeping, driven once per model iteration.
 
     Call ``add_request`` any time, then ``schedule(now)`` followed by exactly one ``complete_step()``.
+    Defaults (vLLM's names): ``num_blocks=7424``, ``block_size=16`` (Llama-2-7B on an A100-80GB),
+    ``watermark=0.01``, ``max_num_seqs=256``, ``max_num_batched_tokens=8192``, chunked prefill on. Integer
+    arguments out of range raise ``InvalidConfigError``.
     """
 
     def __new__(
         cls,
         policy: str = "vllm",
         *,
-        num_blocks: int = 7424,
-        block_size: int = 16,
+        num_blocks: int = ...,
+        block_size: int = ...,
         watermark: float = 0.01,
-        max_num_seqs: int = 256,
-        max_num_batched_tokens: int = 8192,
+        max_num_seqs: int = ...,
+        max_num_batched_tokens: int = ...,
         enable_chunked_prefill: bool = True,
         policy_options: dict[str, bool | int | float | str | Sequence[float]] | None = None,
         d0: float = 0.0,
@@ -174,13 +179,13 @@ class Workload:
         num_requests: int | None = None,
         arrival: str = "poisson",
         cv: float = 1.0,
-        seed: int = 0,
+        seed: int = ...,
         words_to_tokens: float = 1.0,
         lengths_are_words: bool = False,
     ) -> Workload:
         """Reads a trace file; length-only traces need ``rate``."""
     @staticmethod
-    def from_types(types: Sequence[tuple[int, int, float]], num_requests: int, *, seed: int = 0) -> Workload:
+    def from_types(types: Sequence[tuple[int, int, float]], num_requests: int, *, seed: int = ...) -> Workload:
         """Synthetic typed workload from ``(prompt_len, output_len, rate)`` tuples."""
     @staticmethod
     def from_requests(
@@ -221,13 +226,13 @@ class Simulation:
         time_model: str = "llama2-7b-a100",
         d0: float | None = None,
         d1: float | None = None,
-        num_blocks: int = 7424,
-        block_size: int = 16,
+        num_blocks: int = ...,
+        block_size: int = ...,
         watermark: float = 0.01,
-        max_num_seqs: int = 256,
-        max_num_batched_tokens: int = 8192,
+        max_num_seqs: int = ...,
+        max_num_batched_tokens: int = ...,
         enable_chunked_prefill: bool = True,
-        seed: int = 0,
+        seed: int = ...,
         length_error: float = 0.0,
     ) -> Simulation: ...
     def run_for(self, max_iterations: int = ...) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fluidsched._core import Workload
+from fluidsched._core import MAX_NUM_BLOCKS, Workload
 from fluidsched._core import plan as _plan
 from fluidsched.errors import InvalidConfigError
 from fluidsched.simulate import DEFAULT_KV_CAPACITY, OptionValue
@@ -62,6 +62,10 @@ def plan(
         raise InvalidConfigError("plan needs exactly one of types=[(prompt, output, rate), ...] or a workload")
     if isinstance(kv_capacity, bool) or not isinstance(kv_capacity, int) or kv_capacity < block_size:
         raise InvalidConfigError(f"kv_capacity must be an integer >= block_size ({block_size}), got {kv_capacity!r}")
+    if kv_capacity // block_size > MAX_NUM_BLOCKS:
+        raise InvalidConfigError(
+            f"kv_capacity {kv_capacity} is too large: at most {MAX_NUM_BLOCKS} blocks of {block_size} tokens"
+        )
     raw = _plan(
         types=list(types) if types is not None else None,
         workload=workload,

@@ -15,7 +15,7 @@ from typing import Any, Union
 import numpy as np
 import numpy.typing as npt
 
-from fluidsched._core import Simulation, Workload
+from fluidsched._core import MAX_NUM_BLOCKS, Simulation, Workload
 from fluidsched.errors import InvalidConfigError
 
 __all__ = ["DEFAULT_KV_CAPACITY", "SUMMARY_KEYS", "OptionValue", "SimResult", "load_workload", "simulate"]
@@ -233,6 +233,10 @@ def simulate(
     num_blocks = kv_capacity // block_size
     if num_blocks == 0:
         raise InvalidConfigError(f"kv_capacity {kv_capacity} holds no block of {block_size} tokens")
+    if num_blocks > MAX_NUM_BLOCKS:
+        raise InvalidConfigError(
+            f"kv_capacity {kv_capacity} is too large: at most {MAX_NUM_BLOCKS} blocks of {block_size} tokens"
+        )
     for name, value in (("rate", rate), ("length_error", length_error), ("d0", d0), ("d1", d1)):
         if value is not None and not math.isfinite(value):
             raise InvalidConfigError(f"{name} must be finite, got {value!r}")

@@ -87,53 +87,14 @@ impl Simulator {
         if config.length_error >= 1.0 {
             return Err(Error::config(format!("length_error must be < 1, got {}", config.length_error)));
         }
+        validate_workload(workload, &config.scheduler)?;
         let scheduler = Scheduler::new(config.scheduler, policy)?;
         let specs = workload.requests.clone();
-        for w in specs.windows(2) {
-            if w[1].arrival < w[0].arrival {
-                return Err(Error::trace(format!(
-                    "workload arrivals must be sorted: request {} at {} comes after request {} at {}",
-                    w[1].id, w[1].arrival, w[0].id, w[0].arrival
-                )));
-            }
-        }
         let n = specs.len();
         let mut records = RequestRecords::with_len(n);
         let mut rng = Rng::new(config.seed);
         let mut hints = Vec::with_capacity(n);
-        let usable_tokens = u64::from(config.scheduler.num_blocks - scheduler.state().pool().watermark_blocks())
-            * u64::from(config.scheduler.block_size);
         for (i, s) in specs.iter().enumerate() {
-            if !(s.arrival.is_finite() && s.arrival >= 0.0) {
-                return Err(Error::trace(format!(
-                    "request {}: arrival must be finite and >= 0, got {}",
-                    s.id, s.arrival
-                )));
-            }
-            if s.prompt_len == 0 || s.output_len == 0 {
-                return Err(Error::trace(format!("request {}: prompt and output lengths must be >= 1", s.id)));
-            }
-            let need = u64::from(s.prompt_len) + u64::from(s.output_len);
-            if need > MAX_REQUEST_TOKENS {
-                return Err(Error::InvalidRequest {
-                    id: s.id,
-                    reason: format!(
-                        "needs {need} tokens of KV cache (prompt {} + output {}); a request may hold at most \
-                         {MAX_REQUEST_TOKENS} tokens",
-                        s.prompt_len, s.output_len
-                    ),
-                });
-            }
-            if need > usable_tokens {
-                return Err(Error::InvalidRequest {
-                    id: s.id,
-                    reason: format!(
-                        "needs {need} tokens of KV cache (prompt {} + output {}) but the cache holds only \
-                         {usable_tokens} usable tokens; raise kv_capacity or filter the trace",
-                        s.prompt_len, s.output_len
-                    ),
-                });
-            }
             records.arrival[i] = s.arrival;
             records.prompt_len[i] = s.prompt_len;
             records.output_len[i] = s.output_len;
@@ -357,6 +318,54 @@ impl Simulator {
         }
         s
     }
+}
+
+/// Checks that `workload` can be simulated under `config`: arrivals sorted, finite and non-negative, lengths
+/// at least 1, and every request small enough to fit the KV cache above the watermark. Run it before building a
+/// policy from the workload, so an impossible request is reported before any policy sizes tables by it.
+pub fn validate_workload(workload: &Workload, config: &SchedulerConfig) -> Result<()> {
+    config.validate()?;
+    let specs = &workload.requests;
+    for w in specs.windows(2) {
+        if w[1].arrival < w[0].arrival {
+            return Err(Error::trace(format!(
+                "workload arrivals must be sorted: request {} at {} comes after request {} at {}",
+                w[1].id, w[1].arrival, w[0].id, w[0].arrival
+            )));
+        }
+    }
+    let watermark_blocks = (config.watermark * f64::from(config.num_blocks)).floor() as u32;
+    let usable_tokens = u64::from(config.num_blocks - watermark_blocks) * u64::from(config.block_size);
+    for s in specs {
+        if !(s.arrival.is_finite() && s.arrival >= 0.0) {
+            return Err(Error::trace(format!("request {}: arrival must be finite and >= 0, got {}", s.id, s.arrival)));
+        }
+        if s.prompt_len == 0 || s.output_len == 0 {
+            return Err(Error::trace(format!("request {}: prompt and output lengths must be >= 1", s.id)));
+        }
+        let need = u64::from(s.prompt_len) + u64::from(s.output_len);
+        if need > MAX_REQUEST_TOKENS {
+            return Err(Error::InvalidRequest {
+                id: s.id,
+                reason: format!(
+                    "needs {need} tokens of KV cache (prompt {} + output {}); a request may hold at most \
+                     {MAX_REQUEST_TOKENS} tokens",
+                    s.prompt_len, s.output_len
+                ),
+            });
+        }
+        if need > usable_tokens {
+            return Err(Error::InvalidRequest {
+                id: s.id,
+                reason: format!(
+                    "needs {need} tokens of KV cache (prompt {} + output {}) but the cache holds only \
+                     {usable_tokens} usable tokens; raise kv_capacity or filter the trace",
+                    s.prompt_len, s.output_len
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Number of request types derived from an untyped trace for WAIT (quantile bins of the output length).

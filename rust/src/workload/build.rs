@@ -30,6 +30,7 @@ impl Workload {
         }
         let mut master = Rng::new(seed);
         let times = arrivals.arrival_times(n, &mut master.fork());
+        check_finite_arrivals(&times, arrivals.rate())?;
         let mut length_rng = master.fork();
 
         let mut order: Vec<usize> = Vec::with_capacity(n);
@@ -91,6 +92,7 @@ impl Workload {
 
         let mut master = Rng::new(seed);
         let times = ArrivalProcess::Poisson { rate: total }.arrival_times(num_requests, &mut master.fork());
+        check_finite_arrivals(&times, total)?;
         let mut type_rng = master.fork();
         let requests = times
             .into_iter()
@@ -122,6 +124,15 @@ fn pick_type(types: &[RequestType], total: f64, u: f64) -> usize {
         }
     }
     types.len() - 1 // rounding left `target` at or just above the sum
+}
+
+/// Fails with an error naming the rate when arrival times overflow (a finite but tiny rate).
+fn check_finite_arrivals(times: &[f64], rate: f64) -> Result<()> {
+    if times.iter().all(|t| t.is_finite()) {
+        Ok(())
+    } else {
+        Err(Error::config(format!("arrival rate {rate} is too small: arrival times overflow")))
+    }
 }
 
 #[cfg(test)]

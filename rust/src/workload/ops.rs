@@ -93,7 +93,11 @@ impl Workload {
             ));
         };
         let factor = current / rate;
-        let requests = self.requests.iter().map(|r| RequestSpec { arrival: r.arrival * factor, ..*r }).collect();
+        let requests: Vec<RequestSpec> =
+            self.requests.iter().map(|r| RequestSpec { arrival: r.arrival * factor, ..*r }).collect();
+        if requests.iter().any(|r| !r.arrival.is_finite()) {
+            return Err(Error::config(format!("target rate {rate} is too small: arrival times overflow")));
+        }
         Ok(Workload { requests, warnings: self.warnings.clone() })
     }
 }
