@@ -95,7 +95,16 @@ pub struct WaitPolicy {
     num_waiting: usize,
     victims: Vec<Slot>,
     profile: KvProfile,
+    /// Bumped whenever the running set changes (admission, finish, abort, preemption).
+    version: u64,
+    /// Steps scheduled so far.
+    steps: u64,
+    /// `(version, step)` of the latest exact memory-guard rejection.
+    guard_blocked: Option<(u64, u64)>,
 }
+
+/// After an exact memory-guard rejection, steps during which an unchanged running set is not re-checked.
+const GUARD_RECHECK_STEPS: u64 = 8;
 
 /// Default relative margin of the target iteration time above the stability bound.
 pub const DEFAULT_HEADROOM: f64 = 1.0;
@@ -125,6 +134,9 @@ impl WaitPolicy {
             num_waiting: 0,
             victims: Vec::new(),
             profile: KvProfile::default(),
+            version: 0,
+            steps: 0,
+            guard_blocked: None,
         })
     }
 
@@ -242,6 +254,26 @@ impl WaitPolicy {
             .collect()
     }
 
+    /// The exact memory-guard check: whether `p` fits with the running requests and the cohort admitted so far
+    /// at every future completion time. Builds the projection of the running requests on first use.
+    fn exact_guard(&mut self, state: &SchedulerState, built: &mut bool, p: Projection, capacity: u64) -> bool {
+        if !*built {
+            self.profile.clear(state.pool().block_size());
+            for &running in state.running() {
+                self.profile.push(projection(state.request(running)));
+            }
+            self.profile.rebuild();
+            *built = true;
+        }
+        // A lone request always fits (add_request checked it), so an empty batch never blocks.
+        if !self.profile.is_empty() && !self.profile.fits_with(p, capacity) {
+            return false;
+        }
+        self.profile.push(p);
+        self.profile.rebuild();
+        true
+    }
+
     /// Admits up to `sizes[j]` of each type, oldest queue heads first; stops at the first request that does not
     /// fit (KV above the watermark, `max_num_seqs`, token budget).
     fn admit(&mut self, state: &mut SchedulerState, step: &mut Step, sizes: &[usize], mut budget: u32) {
@@ -252,13 +284,10 @@ impl WaitPolicy {
             head(a).total_cmp(&head(b))
         });
         let guard_capacity = u64::from(state.pool().num_blocks() - state.pool().watermark_blocks());
-        if self.config.memory_guard && !order.is_empty() {
-            self.profile.clear(state.pool().block_size());
-            for &slot in state.running() {
-                self.profile.push(projection(state.request(slot)));
-            }
-            self.profile.rebuild();
-        }
+        // The running requests' projection is built lazily: only once a candidate passes the cheaper checks, and
+        // only if the quick bound (every request at its final size at once) does not already settle it.
+        let mut profile_built = false;
+        let mut final_blocks: Option<u64> = None;
         for j in order {
             for _ in 0..sizes[j] {
                 let Some(&slot) = self.queues[j].front() else { break };
@@ -275,16 +304,35 @@ impl WaitPolicy {
                     return;
                 }
                 if self.config.memory_guard {
+                    let bs = state.pool().block_size();
+                    let finals = *final_blocks.get_or_insert_with(|| {
+                        state.running().iter().map(|&r| final_size(projection(state.request(r)), bs)).sum()
+                    });
                     let p = projection(state.request(slot));
-                    // A lone request always fits (add_request checked it), so an empty batch never blocks.
-                    if !self.profile.is_empty() && !self.profile.fits_with(p, guard_capacity) {
+                    // Blocks never shrink before a request leaves, so the peak is at most Σ final sizes.
+                    if finals + final_size(p, bs) <= guard_capacity {
+                        final_blocks = Some(finals + final_size(p, bs));
+                        if profile_built {
+                            self.profile.push(p);
+                            self.profile.rebuild();
+                        }
+                    } else if self
+                        .guard_blocked
+                        .is_some_and(|(v, at)| v == self.version && self.steps < at + GUARD_RECHECK_STEPS)
+                    {
+                        // Rejected a moment ago and nothing has left or joined since: skip the exact check (being
+                        // more conservative for a few steps is always memory-safe).
                         return;
+                    } else if !self.exact_guard(state, &mut profile_built, p, guard_capacity) {
+                        self.guard_blocked = Some((self.version, self.steps));
+                        return;
+                    } else {
+                        final_blocks = Some(finals + final_size(p, bs));
                     }
-                    self.profile.push(p);
-                    self.profile.rebuild();
                 }
                 self.queues[j].pop_front();
                 self.num_waiting -= 1;
+                self.version += 1;
                 state.admit(slot, step);
                 let ok = state.allocate(slot, n);
                 debug_assert!(ok, "admission checked the whole prompt fits");
@@ -293,6 +341,11 @@ impl WaitPolicy {
             }
         }
     }
+}
+
+/// Blocks a projected request holds in its last step.
+fn final_size(p: Projection, block_size: u32) -> u64 {
+    u64::from(p.base + p.steps).div_ceil(u64::from(block_size))
 }
 
 /// A request's projected KV growth for the memory guard: `num_tokens − 1 + τ` tokens for its remaining known
@@ -346,6 +399,7 @@ impl Policy for WaitPolicy {
     }
 
     fn schedule(&mut self, state: &mut SchedulerState, step: &mut Step) {
+        self.steps += 1;
         let sizes = self.cohort_sizes(state);
         let admitting = sizes.iter().any(|&c| c > 0);
         if self.config.stall && !admitting && self.num_waiting > 0 {
@@ -356,6 +410,9 @@ impl Policy for WaitPolicy {
         let budget = state.config().max_num_batched_tokens;
         let (budget, preempted) = schedule_running(state, step, budget, |slot| victims.push(slot));
         // Victims come newest first: pushing each to the front leaves the oldest at the head.
+        if !victims.is_empty() {
+            self.version += 1;
+        }
         for &slot in &victims {
             let j = self.type_of(state.request(slot));
             self.queues[j].push_front(slot);
@@ -365,6 +422,10 @@ impl Policy for WaitPolicy {
         if !preempted && admitting {
             self.admit(state, step, &sizes, budget);
         }
+    }
+
+    fn on_release(&mut self, _state: &SchedulerState, _slot: Slot) {
+        self.version += 1;
     }
 
     fn next_wakeup(&self, state: &SchedulerState) -> Option<f64> {
