@@ -35,8 +35,10 @@ def main() -> None:
     p.add_argument("--num-requests", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    print(f"fluidsched {fluidsched.__version__}; trace {bundled_trace(args.trace).name}; Llama-2-7B/A100 time model, "
-          f"118,784 KV tokens, max_num_seqs {args.max_num_seqs}, seed {args.seed}")
+    print(
+        f"fluidsched {fluidsched.__version__}; trace {bundled_trace(args.trace).name}; Llama-2-7B/A100 time model, "
+        f"118,784 KV tokens, max_num_seqs {args.max_num_seqs}, seed {args.seed}"
+    )
     for rate in args.rate:
         workload = load_workload(bundled_trace(args.trace), rate=rate, num_requests=args.num_requests, seed=args.seed)
         print(f"\n### {len(workload)} requests at {rate:g} req/s\n")

@@ -20,7 +20,7 @@ import fluidsched
 settings.register_profile(
     "ci",
     max_examples=50,
-    stateful_step_count=25,
+    stateful_step_count=50,
     deadline=None,
     derandomize=True,
     database=None,
@@ -30,7 +30,7 @@ settings.register_profile(
 settings.register_profile(
     "dev",
     max_examples=100,
-    stateful_step_count=50,
+    stateful_step_count=100,
     deadline=None,
     print_blob=True,
 )

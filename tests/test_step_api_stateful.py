@@ -20,14 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hypothesis import event, given, note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from vllm_model import ModelStep, VllmModel
 
 import fluidsched
+from vllm_model import ModelStep, VllmModel
 
 UNKNOWN_ID = 10**12
 
@@ -127,19 +128,20 @@ class StepApiMachine(RuleBasedStateMachine):
         return sorted(rid for rid, life in self.lives.items() if life.gone is not None)
 
     # ------------------------------------------------------------------------------------------------ rules
-    @rule(data=st.data(), count=st.integers(1, 3))
+    @rule(data=st.data(), count=st.integers(1, 4))
     def add_requests(self, data: st.DataObject, count: int) -> None:
         for _ in range(count):
-            output_len = data.draw(st.one_of(st.none(), st.integers(1, 12)), label="output_len")
+            output_len = data.draw(st.one_of(st.none(), st.integers(1, 4), st.integers(1, 12)), label="output_len")
             gone = self.gone_ids()
-            if gone and data.draw(st.booleans(), label="reuse an id"):
+            reuse: bool = data.draw(st.booleans(), label="reuse an id")
+            if gone and reuse:
                 rid = data.draw(st.sampled_from(gone), label="reused id")
             else:
                 rid = self.next_id
                 self.next_id += 1
-            # Mostly requests that fit; the largest draw is one token more than the cache can ever hold.
-            limit = self.m.usable_tokens - (1 if output_len is None else output_len)
-            prompt_len = data.draw(st.integers(1, max(1, limit + 1)), label="prompt_len")
+            # Mostly requests that fit, many short ones; the largest draw is one token more than the cache holds.
+            top = max(1, self.m.usable_tokens - (1 if output_len is None else output_len) + 1)
+            prompt_len = data.draw(st.one_of(st.integers(1, min(4, top)), st.integers(1, top)), label="prompt_len")
             self.add_one(rid, prompt_len, output_len)
 
     def add_one(self, rid: int, prompt_len: int, output_len: int | None) -> None:
@@ -220,7 +222,10 @@ class StepApiMachine(RuleBasedStateMachine):
             (expected.self_preempted, "a request preempted itself"),
             (len(step.admitted) > 1, "a step admitted several requests"),
             (not step.scheduled and m.requests, "an empty step with requests held"),
-            (any(p and rid not in step.admitted for rid, _, p in step.scheduled), "a running request continued a prefill"),
+            (
+                any(p and rid not in step.admitted for rid, _, p in step.scheduled),
+                "a running request continued a prefill",
+            ),
             (finished, "the driver finished requests"),
         ):
             if happened:
@@ -395,6 +400,49 @@ class StepApiMachine(RuleBasedStateMachine):
 TestStepApi = StepApiMachine.TestCase
 
 
+@st.composite
+def scheduler_configs(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "num_blocks": draw(st.integers(2, 24)),
+        "block_size": draw(st.integers(1, 4)),
+        "watermark": draw(st.sampled_from([0.0, 0.01, 0.1, 0.3])),
+        "max_num_seqs": draw(st.integers(1, 8)),
+        "max_num_batched_tokens": draw(st.integers(1, 48)),
+        "enable_chunked_prefill": draw(st.booleans()),
+    }
+
+
+@given(
+    config=scheduler_configs(),
+    arrivals=st.lists(
+        st.tuples(st.integers(0, 30), st.integers(1, 96), st.integers(1, 16)),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_vllm_matches_the_model_on_random_workloads(
+    config: dict[str, Any], arrivals: list[tuple[int, int, int]]
+) -> None:
+    """Whole workloads (requests arriving over time, every one run to completion) under heavy contention: many
+    steps preempt several requests, re-admit them, split prefills and hit the budget without chunking. Uses the
+    state machine's checks step by step."""
+    machine = StepApiMachine()
+    machine.setup(**config)
+    usable = machine.m.usable_tokens
+    arrivals.sort(key=lambda a: a[0])
+    last = arrivals[-1][0]
+    for t in range(last + 1):
+        for _, prompt_len, output_len in (a for a in arrivals if a[0] == t):
+            output_len = min(output_len, usable - 1)
+            prompt_len = 1 + (prompt_len - 1) % (usable - output_len)
+            machine.add_one(machine.next_id, prompt_len, output_len)
+            machine.next_id += 1
+        machine.one_step([])
+    machine.teardown()
+    assert machine.s.num_unfinished == 0
+    assert all(life.gone == "finished" and life.last_output == life.output_len for life in machine.history)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The documented semantics on hand-made examples (all covered by the machine too, spelled out here).
 
@@ -506,3 +554,49 @@ def test_watermark_blocks_admission_but_not_running_requests() -> None:
     assert s.num_waiting == 1
     with pytest.raises(fluidsched.InvalidRequestError, match="only 8 are usable"):
         s.add_request(2, prompt_len=8)
+
+
+def test_several_preempted_requests_requeue_in_admission_order() -> None:
+    # 4 blocks of 1 token: four 1-token prompts fill the cache, then every decode needs a new block.
+    s = fluidsched.Scheduler("vllm", num_blocks=4, block_size=1, watermark=0.0)
+    for rid in (1, 2, 3, 4):
+        s.add_request(rid, prompt_len=1)
+    assert s.schedule().admitted == [1, 2, 3, 4]
+    s.complete_step()
+    step = s.schedule()
+    # 1 takes 4's block, 2 takes 3's: the newest go first, and no admission follows.
+    assert step.preempted == [4, 3]
+    assert step.scheduled == [(1, 1, False), (2, 1, False)]
+    s.complete_step()
+    s.abort_request(1)
+    s.abort_request(2)
+    s.add_request(5, prompt_len=1)
+    step = s.schedule()
+    # Both go back to the head of the queue, ahead of 5, and keep their admission order (3 before 4).
+    assert step.admitted == [3, 4]
+    assert step.scheduled == [(3, 2, True), (4, 2, True)]
+
+
+def test_unchunked_prefill_waits_for_budget_while_later_requests_run() -> None:
+    s = fluidsched.Scheduler(
+        "vllm", num_blocks=1000, block_size=1, watermark=0.0, max_num_batched_tokens=6, enable_chunked_prefill=False
+    )
+    s.add_request(1, prompt_len=1, output_len=10)
+    s.add_request(2, prompt_len=1, output_len=10)
+    assert s.schedule().scheduled == [(1, 1, True), (2, 1, True)]
+    s.complete_step()
+    # A 9-token prompt is longer than the whole budget: it is chunked even without chunked prefill.
+    s.add_request(3, prompt_len=9, output_len=2)
+    assert s.schedule().scheduled == [(1, 1, False), (2, 1, False), (3, 4, True)]
+    s.complete_step()
+    # The 5 tokens 3 still owes fit in a budget (6) so they must run whole, but only 4 are left after the decodes:
+    # 3 sits the step out, and the budget goes to the next request in line.
+    s.add_request(4, prompt_len=1, output_len=10)
+    step = s.schedule()
+    assert step.scheduled == [(1, 1, False), (2, 1, False), (4, 1, True)]
+    assert step.admitted == [4]
+    s.complete_step()
+    # Running requests after the one that sits out are still scheduled.
+    assert s.schedule().scheduled == [(1, 1, False), (2, 1, False), (4, 1, False)]
+    s.complete_step()
+    assert s.get_request(3)["num_computed_tokens"] == 4

@@ -115,7 +115,7 @@ class VllmModel:
         return self.num_blocks - self.free
 
     def blocks_for(self, tokens: int) -> int:
-        return tokens // self.block_size + 1
+        return -(-tokens // self.block_size)
 
     def blocks_needed(self, r: ModelRequest, n: int) -> int:
         return max(0, self.blocks_for(r.computed + n) - r.blocks)

@@ -225,7 +225,8 @@ impl PyScheduler {
     }
 
     /// The scheduler's view of one request, as a dict.
-    fn get_request<'py>(&self, py: Python<'py>, request_id: u64) -> PyResult<Bound<'py, PyDict>> {
+    fn get_request<'py>(&self, py: Python<'py>, request_id: Int<u64>) -> PyResult<Bound<'py, PyDict>> {
+        let Int(request_id) = request_id;
         let (id, prompt, state, computed, output, preemptions, blocks, type_id, arrival) = guard(|| {
             let s = self.lock()?;
             let r = s.request(request_id)?;

@@ -6,8 +6,8 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from fluidsched import __version__
 from fluidsched._core import POLICY_NAMES, POLICY_OPTIONS, Workload
@@ -52,6 +52,34 @@ def _parse_option(text: str) -> tuple[str, OptionValue]:
             except ValueError:
                 value = raw
     return key, value
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line: ``fluidsched: error: ...`` (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"fluidsched: error: {message} (see '{self.prog} --help')\n")
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type for integers in ``[low, high]`` (the range of the Rust field behind the option)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text!r}")
+        return value
+
+    return parse
+
+
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
+_count = _int_in(1, U32_MAX)
+_seed = _int_in(0, U64_MAX)
 
 
 def _positive_int(text: str) -> int:
@@ -99,7 +127,7 @@ def add_workload_options(p: argparse.ArgumentParser) -> None:
     )
     w.add_argument(
         "--num-requests",
-        type=_positive_int,
+        type=_int_in(1, 2**63 - 1),
         metavar="N",
         help="requests to simulate (default: whole trace; 10000 for --type)",
     )
@@ -123,7 +151,7 @@ def add_workload_options(p: argparse.ArgumentParser) -> None:
         metavar="F",
         help="tokens per word for word-count traces such as LMSYS (default 1.0: use words as tokens)",
     )
-    w.add_argument("--seed", type=int, default=0, help="seed for synthetic arrivals and predictions (default 0)")
+    w.add_argument("--seed", type=_seed, default=0, help="seed for synthetic arrivals and predictions (default 0)")
     m = p.add_argument_group("model and memory")
     m.add_argument(
         "--time-model",
@@ -140,7 +168,7 @@ def add_workload_options(p: argparse.ArgumentParser) -> None:
         metavar="TOKENS",
         help=f"KV-cache capacity in tokens (default {DEFAULT_KV_CAPACITY:,}: Llama-2-7B on A100-80GB)",
     )
-    m.add_argument("--block-size", type=_positive_int, default=16, metavar="N", help="tokens per KV block")
+    m.add_argument("--block-size", type=_count, default=16, metavar="N", help="tokens per KV block")
 
 
 def _workload_from_args(args: argparse.Namespace) -> Workload:
@@ -292,12 +320,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fluidsched`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fluidsched",
         description="Fluid-guided, memory-aware scheduling for LLM inference: simulate policies on real traces.",
     )
     parser.add_argument("--version", action="version", version=f"fluidsched {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     epilog = "policy options (-o KEY=VALUE):\n" + "\n".join(
@@ -323,9 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_workload_options(sim)
     lim = sim.add_argument_group("scheduler limits (vLLM names)")
-    lim.add_argument("--max-num-seqs", type=_positive_int, default=256, help="most running requests (default 256)")
+    lim.add_argument("--max-num-seqs", type=_count, default=256, help="most running requests (default 256)")
     lim.add_argument(
-        "--max-num-batched-tokens", type=_positive_int, default=8192, help="most tokens per iteration (default 8192)"
+        "--max-num-batched-tokens", type=_count, default=8192, help="most tokens per iteration (default 8192)"
     )
     lim.add_argument("--no-chunked-prefill", action="store_true", help="run every prefill in one iteration")
     lim.add_argument(
@@ -355,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Nested WAIT would use.",
     )
     add_workload_options(pl)
-    pl.add_argument("--max-num-seqs", type=_positive_int, default=256, help="most running requests (default 256)")
+    pl.add_argument("--max-num-seqs", type=_count, default=256, help="most running requests (default 256)")
     pl.add_argument(
         "--wait-option",
         dest="wait_options",

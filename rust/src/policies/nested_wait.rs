@@ -75,6 +75,10 @@ pub struct NestedWaitPolicy {
 /// Default number of quantile segments.
 pub const DEFAULT_NUM_SEGMENTS: u32 = 8;
 
+/// Output lengths up to which Nested WAIT plans even when they exceed the cache (a length sample may describe
+/// requests longer than a small test cache); beyond both, the length is refused.
+const MAX_PLANNED_OUTPUT: u64 = 1 << 20;
+
 impl NestedWaitPolicy {
     /// Options accepted by [`NestedWaitPolicy::from_options`].
     pub const OPTIONS: &'static [&'static str] = &[
@@ -109,6 +113,17 @@ impl NestedWaitPolicy {
                 "nested-wait needs the arrival rate: pass arrival_rate or request types with rates",
             ));
         };
+        // The planner tabulates survival per output token (8 bytes each): refuse lengths that could never fit the
+        // cache, beyond a table of MAX_PLANNED_OUTPUT entries, before sizing anything by them.
+        let cfg = &ctx.config;
+        let usable = u64::from(cfg.num_blocks - (cfg.watermark * f64::from(cfg.num_blocks)).floor() as u32)
+            * u64::from(cfg.block_size);
+        let longest = ctx.output_lengths.iter().copied().chain(ctx.types.iter().map(|t| t.output_len)).max();
+        if let Some(longest) = longest.filter(|&l| u64::from(l) > usable.max(MAX_PLANNED_OUTPUT)) {
+            return Err(Error::config(format!(
+                "nested-wait: an output length of {longest} tokens can never fit the {usable} usable KV tokens"
+            )));
+        }
         let dist = if !ctx.output_lengths.is_empty() && !ctx.prompt_lengths.is_empty() {
             LengthDistribution::from_samples(&ctx.output_lengths, &ctx.prompt_lengths)?
         } else if !ctx.types.is_empty() {
