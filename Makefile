@@ -64,6 +64,13 @@ format: install-dev  ## Format Rust and Python code
 	$(BIN)/ruff format python tests bench
 	$(BIN)/ruff check --fix python tests bench
 
+.PHONY: fuzz
+fuzz: build-dev  ## Long fuzzing: 10,000 proptest cases per policy, then 10,000 hypothesis examples per policy
+	FLUIDSCHED_PROPTEST_CASES=10000 cargo test --release -p fluidsched-core --test fuzz_ops --test differential \
+		--test trace_fuzz
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/test_policy_machines.py -p no:cacheprovider -q \
+		--hypothesis-show-statistics | tee .fuzz-report.txt | grep -E "TestMachine|passing examples|passed|failed"
+
 .PHONY: bench
 bench: build-dev  ## Print simulator speed (requests per wall-second) and Python-level benchmarks
 	$(BIN)/python bench/sim_speed.py

@@ -4,7 +4,7 @@ Hypothesis profiles, chosen with the ``HYPOTHESIS_PROFILE`` environment variable
 
 - ``ci``: quick and reproducible (fixed seed derivation, no example database, short stateful runs);
 - ``dev`` (the default): more examples, random seeds, failures remembered in ``.hypothesis/``;
-- ``long``: a soak run (at least 10,000 examples per property, long stateful runs).
+- ``long``: a soak run (``make fuzz``): 10,000 examples per property, stateful runs of up to 50 steps each.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ settings.register_profile(
 settings.register_profile(
     "long",
     max_examples=10_000,
-    stateful_step_count=200,
+    stateful_step_count=50,
     deadline=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
