@@ -69,7 +69,7 @@ fuzz: build-dev  ## Long fuzzing: 10,000 proptest cases per policy, then 10,000 
 	FLUIDSCHED_PROPTEST_CASES=10000 cargo test --release -p fluidsched-core --test fuzz_ops --test differential \
 		--test trace_fuzz
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/test_policy_machines.py -p no:cacheprovider -q \
-		--hypothesis-show-statistics | tee .fuzz-report.txt | grep -E "TestMachine|passing examples|passed|failed"
+		--hypothesis-show-statistics | tee .fuzz-report.txt | grep -E "TestMachine|passing|passed|failed"
 
 .PHONY: bench
 bench: build-dev  ## Print simulator speed (requests per wall-second) and Python-level benchmarks
