@@ -2,6 +2,7 @@
 //!
 //! Adding a policy: write its module, add a line to [`POLICY_NAMES`] and an arm to [`build_policy`].
 
+pub mod fcfs_queue;
 pub mod kv_profile;
 pub mod mc_sf;
 pub mod nested_wait;

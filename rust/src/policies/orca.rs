@@ -25,10 +25,8 @@
 //!
 //! Not modelled: Orca's selective batching and pipelining across workers.
 
-use std::collections::VecDeque;
-
-use super::vllm::schedule_running;
 use crate::error::{Error, Result};
+use crate::policies::fcfs_queue::{FcfsQueue, fcfs_queue_methods};
 use crate::policy::{Policy, PolicyOptions};
 use crate::request::Slot;
 use crate::scheduler::SchedulerState;
@@ -37,7 +35,7 @@ use crate::step::Step;
 /// Orca-style full reservation at admission.
 #[derive(Debug, Clone)]
 pub struct OrcaPolicy {
-    waiting: VecDeque<Slot>,
+    waiting: FcfsQueue,
     oracle: bool,
     max_tokens: u32,
 }
@@ -51,7 +49,7 @@ impl OrcaPolicy {
 
     /// A policy reserving `max_tokens` per request, or the oracle length when `oracle` is set.
     pub fn new(oracle: bool, max_tokens: u32) -> Self {
-        OrcaPolicy { waiting: VecDeque::new(), oracle, max_tokens: max_tokens.max(1) }
+        OrcaPolicy { waiting: FcfsQueue::default(), oracle, max_tokens: max_tokens.max(1) }
     }
 
     /// Builds the policy from its options.
@@ -110,25 +108,11 @@ impl Policy for OrcaPolicy {
         self.oracle
     }
 
-    fn enqueue(&mut self, _state: &SchedulerState, slot: Slot) {
-        self.waiting.push_back(slot);
-    }
-
-    fn remove_waiting(&mut self, _state: &SchedulerState, slot: Slot) -> bool {
-        match self.waiting.iter().position(|&s| s == slot) {
-            Some(pos) => self.waiting.remove(pos).is_some(),
-            None => false,
-        }
-    }
-
-    fn num_waiting(&self) -> usize {
-        self.waiting.len()
-    }
+    fcfs_queue_methods!();
 
     fn schedule(&mut self, state: &mut SchedulerState, step: &mut Step) {
         let budget = state.config().max_num_batched_tokens;
-        let waiting = &mut self.waiting;
-        let (budget, preempted) = schedule_running(state, step, budget, |slot| waiting.push_front(slot));
+        let (budget, preempted) = self.waiting.serve_running(state, step, budget);
         if !preempted {
             self.admit(state, step, budget);
         }

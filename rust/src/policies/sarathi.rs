@@ -29,18 +29,16 @@
 //! Options (defaults): `token_budget` = 512 (the paper's and Vidur's `chunk_size`), `chunked_prefill` = true.
 //! Not modelled: GEMM-tile alignment of the budget, pipeline parallelism, `long_prefill_token_threshold`.
 
-use std::collections::VecDeque;
-
 use crate::error::{Error, Result};
+use crate::policies::fcfs_queue::{FcfsQueue, fcfs_queue_methods};
 use crate::policy::{Policy, PolicyOptions};
-use crate::request::Slot;
 use crate::scheduler::SchedulerState;
 use crate::step::Step;
 
 /// Sarathi-Serve's stall-free chunked-prefill scheduling.
 #[derive(Debug, Clone)]
 pub struct SarathiPolicy {
-    waiting: VecDeque<Slot>,
+    waiting: FcfsQueue,
     token_budget: u32,
     chunked_prefill: bool,
 }
@@ -54,7 +52,7 @@ impl SarathiPolicy {
 
     /// A policy with the given budget (>= 1) and chunking flag.
     pub fn new(token_budget: u32, chunked_prefill: bool) -> Self {
-        SarathiPolicy { waiting: VecDeque::new(), token_budget: token_budget.max(1), chunked_prefill }
+        SarathiPolicy { waiting: FcfsQueue::default(), token_budget: token_budget.max(1), chunked_prefill }
     }
 
     /// Builds the policy from its options.
@@ -168,20 +166,7 @@ impl Policy for SarathiPolicy {
         "sarathi"
     }
 
-    fn enqueue(&mut self, _state: &SchedulerState, slot: Slot) {
-        self.waiting.push_back(slot);
-    }
-
-    fn remove_waiting(&mut self, _state: &SchedulerState, slot: Slot) -> bool {
-        match self.waiting.iter().position(|&s| s == slot) {
-            Some(pos) => self.waiting.remove(pos).is_some(),
-            None => false,
-        }
-    }
-
-    fn num_waiting(&self) -> usize {
-        self.waiting.len()
-    }
+    fcfs_queue_methods!();
 
     fn schedule(&mut self, state: &mut SchedulerState, step: &mut Step) {
         let (budget, preempted) = self.schedule_decodes(state, step, self.token_budget);

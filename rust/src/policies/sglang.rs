@@ -32,20 +32,18 @@
 //! a step, as with SGLang's `--enable-mixed-chunk`), `schedule_conservativeness` (fold it into
 //! `init_new_token_ratio`), and SGLang's choice of retraction victim (fewest output tokens; here the newest).
 
-use std::collections::VecDeque;
-
 use super::token_ratio::TokenRatio;
-use super::vllm::schedule_running;
 use crate::error::{Error, Result};
+use crate::policies::fcfs_queue::{FcfsQueue, fcfs_queue_methods};
 use crate::policy::{Policy, PolicyOptions};
-use crate::request::{Request, Slot};
+use crate::request::Request;
 use crate::scheduler::SchedulerState;
 use crate::step::Step;
 
 /// SGLang's conservative admission with an adaptive new-token ratio.
 #[derive(Debug, Clone)]
 pub struct SglangPolicy {
-    waiting: VecDeque<Slot>,
+    waiting: FcfsQueue,
     ratio: TokenRatio,
     clip_max_new_tokens: u32,
     max_new_tokens: u32,
@@ -81,7 +79,7 @@ impl SglangPolicy {
         }
         let ratio = TokenRatio::new(init, factor, decay_steps)?;
         Ok(SglangPolicy {
-            waiting: VecDeque::new(),
+            waiting: FcfsQueue::default(),
             ratio,
             clip_max_new_tokens,
             max_new_tokens,
@@ -163,25 +161,11 @@ impl Policy for SglangPolicy {
         self.use_output_hints
     }
 
-    fn enqueue(&mut self, _state: &SchedulerState, slot: Slot) {
-        self.waiting.push_back(slot);
-    }
-
-    fn remove_waiting(&mut self, _state: &SchedulerState, slot: Slot) -> bool {
-        match self.waiting.iter().position(|&s| s == slot) {
-            Some(pos) => self.waiting.remove(pos).is_some(),
-            None => false,
-        }
-    }
-
-    fn num_waiting(&self) -> usize {
-        self.waiting.len()
-    }
+    fcfs_queue_methods!();
 
     fn schedule(&mut self, state: &mut SchedulerState, step: &mut Step) {
         let budget = state.config().max_num_batched_tokens;
-        let waiting = &mut self.waiting;
-        let (budget, retracted) = schedule_running(state, step, budget, |slot| waiting.push_front(slot));
+        let (budget, retracted) = self.waiting.serve_running(state, step, budget);
         if retracted {
             let estimate = self.retract_estimate(state);
             self.ratio.on_retract(estimate);

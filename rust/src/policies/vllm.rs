@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 
 use crate::error::Result;
+use crate::policies::fcfs_queue::{FcfsQueue, fcfs_queue_methods};
 use crate::policy::{Policy, PolicyOptions};
 use crate::request::Slot;
 use crate::scheduler::SchedulerState;
@@ -24,7 +25,7 @@ use crate::step::Step;
 /// vLLM's default FCFS policy with recompute preemption.
 #[derive(Debug, Default, Clone)]
 pub struct VllmPolicy {
-    waiting: VecDeque<Slot>,
+    waiting: FcfsQueue,
 }
 
 impl VllmPolicy {
@@ -118,25 +119,11 @@ impl Policy for VllmPolicy {
         "vllm"
     }
 
-    fn enqueue(&mut self, _state: &SchedulerState, slot: Slot) {
-        self.waiting.push_back(slot);
-    }
-
-    fn remove_waiting(&mut self, _state: &SchedulerState, slot: Slot) -> bool {
-        match self.waiting.iter().position(|&s| s == slot) {
-            Some(pos) => self.waiting.remove(pos).is_some(),
-            None => false,
-        }
-    }
-
-    fn num_waiting(&self) -> usize {
-        self.waiting.len()
-    }
+    fcfs_queue_methods!();
 
     fn schedule(&mut self, state: &mut SchedulerState, step: &mut Step) {
         let budget = state.config().max_num_batched_tokens;
-        let waiting = &mut self.waiting;
-        let (budget, preempted) = schedule_running(state, step, budget, |slot| waiting.push_front(slot));
+        let (budget, preempted) = self.waiting.serve_running(state, step, budget);
         if !preempted {
             admit_fcfs(state, step, &mut self.waiting, budget);
         }
