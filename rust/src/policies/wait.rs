@@ -101,6 +101,9 @@ pub struct WaitPolicy {
     steps: u64,
     /// `(version, step)` of the latest exact memory-guard rejection.
     guard_blocked: Option<(u64, u64)>,
+    /// Reused per-step buffers (cohort size per type; types in admission order): no allocation per step.
+    sizes: Vec<usize>,
+    order: Vec<usize>,
 }
 
 /// After an exact memory-guard rejection, steps during which an unchanged running set is not re-checked.
@@ -137,6 +140,8 @@ impl WaitPolicy {
             version: 0,
             steps: 0,
             guard_blocked: None,
+            sizes: Vec::new(),
+            order: Vec::new(),
         })
     }
 
@@ -237,21 +242,22 @@ impl WaitPolicy {
     }
 
     /// How many requests of each type to admit this step (before capacity limits).
-    fn cohort_sizes(&self, state: &SchedulerState) -> Vec<usize> {
+    fn cohort_sizes(&self, state: &SchedulerState, sizes: &mut Vec<usize>) {
         let n = &self.config.thresholds;
-        let ready: Vec<bool> = self.queues.iter().zip(n).map(|(q, &n)| q.len() >= n as usize).collect();
+        let ready = |j: usize| self.queues[j].len() >= n[j] as usize;
+        let any_ready = (0..n.len()).any(ready);
+        let all_ready = (0..n.len()).all(ready);
         let up_to = |j: usize| self.queues[j].len().min(n[j] as usize);
-        (0..n.len())
-            .map(|j| {
-                let by_rule = match self.config.admission {
-                    AdmissionRule::PerType if ready[j] => n[j] as usize,
-                    AdmissionRule::AnyReady if ready.iter().any(|&r| r) => up_to(j),
-                    AdmissionRule::AllReady if ready.iter().all(|&r| r) => n[j] as usize,
-                    _ => 0,
-                };
-                if self.is_due(state, j) { by_rule.max(up_to(j)) } else { by_rule }
-            })
-            .collect()
+        sizes.clear();
+        sizes.extend((0..n.len()).map(|j| {
+            let by_rule = match self.config.admission {
+                AdmissionRule::PerType if ready(j) => n[j] as usize,
+                AdmissionRule::AnyReady if any_ready => up_to(j),
+                AdmissionRule::AllReady if all_ready => n[j] as usize,
+                _ => 0,
+            };
+            if self.is_due(state, j) { by_rule.max(up_to(j)) } else { by_rule }
+        }));
     }
 
     /// The exact memory-guard check: whether `p` fits with the running requests and the cohort admitted so far
@@ -276,19 +282,34 @@ impl WaitPolicy {
 
     /// Admits up to `sizes[j]` of each type, oldest queue heads first; stops at the first request that does not
     /// fit (KV above the watermark, `max_num_seqs`, token budget).
-    fn admit(&mut self, state: &mut SchedulerState, step: &mut Step, sizes: &[usize], mut budget: u32) {
-        let cfg = *state.config();
-        let mut order: Vec<usize> = (0..sizes.len()).filter(|&j| sizes[j] > 0).collect();
+    fn admit(&mut self, state: &mut SchedulerState, step: &mut Step, sizes: &[usize], budget: u32) {
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend((0..sizes.len()).filter(|&j| sizes[j] > 0));
         order.sort_by(|&a, &b| {
             let head = |j: usize| state.request(self.queues[j][0]).arrival;
             head(a).total_cmp(&head(b))
         });
+        self.admit_in_order(state, step, sizes, &order, budget);
+        self.order = order;
+    }
+
+    /// [`Self::admit`] with the types already ordered by the arrival of their queue heads.
+    fn admit_in_order(
+        &mut self,
+        state: &mut SchedulerState,
+        step: &mut Step,
+        sizes: &[usize],
+        order: &[usize],
+        mut budget: u32,
+    ) {
+        let cfg = *state.config();
         let guard_capacity = u64::from(state.pool().num_blocks() - state.pool().watermark_blocks());
         // The running requests' projection is built lazily: only once a candidate passes the cheaper checks, and
         // only if the quick bound (every request at its final size at once) does not already settle it.
         let mut profile_built = false;
         let mut final_blocks: Option<u64> = None;
-        for j in order {
+        for &j in order {
             for _ in 0..sizes[j] {
                 let Some(&slot) = self.queues[j].front() else { break };
                 if budget == 0 || state.running().len() >= cfg.max_num_seqs as usize {
@@ -400,9 +421,11 @@ impl Policy for WaitPolicy {
 
     fn schedule(&mut self, state: &mut SchedulerState, step: &mut Step) {
         self.steps += 1;
-        let sizes = self.cohort_sizes(state);
+        let mut sizes = std::mem::take(&mut self.sizes);
+        self.cohort_sizes(state, &mut sizes);
         let admitting = sizes.iter().any(|&c| c > 0);
         if self.config.stall && !admitting && self.num_waiting > 0 {
+            self.sizes = sizes;
             return;
         }
         let mut victims = std::mem::take(&mut self.victims);
@@ -422,6 +445,7 @@ impl Policy for WaitPolicy {
         if !preempted && admitting {
             self.admit(state, step, &sizes, budget);
         }
+        self.sizes = sizes;
     }
 
     fn on_release(&mut self, _state: &SchedulerState, _slot: Slot) {
