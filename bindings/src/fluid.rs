@@ -1,16 +1,16 @@
 //! `fluidsched._core.FluidModel` and `fluidsched._core.plan`: the fluid model and the WAIT thresholds.
 
+use fluidsched_core::TimeModel;
 use fluidsched_core::fluid::{FluidModel, FluidPoint, FluidSolution};
 use fluidsched_core::plan::plan;
 use fluidsched_core::policies::PolicyContext;
 use fluidsched_core::sim::{policy_context, validate_workload};
 use fluidsched_core::workload::RequestType;
-use fluidsched_core::{SchedulerConfig, TimeModel};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::errors::guard;
-use crate::options::{Int, TypeArg, policy_options};
+use crate::options::{Int, TypeArg, policy_options, scheduler_config};
 use crate::sim::PyWorkload;
 
 fn to_types(types: Vec<(u32, u32, f64)>) -> Vec<RequestType> {
@@ -119,15 +119,7 @@ pub fn py_plan<'py>(
     let wait_options = policy_options(wait_options)?;
     let nested_options = policy_options(nested_options)?;
     let p = guard(|| {
-        let config = SchedulerConfig {
-            block_size,
-            num_blocks,
-            watermark,
-            max_num_seqs,
-            max_num_batched_tokens,
-            enable_chunked_prefill: true,
-        };
-        config.validate()?;
+        let config = scheduler_config(num_blocks, block_size, watermark, max_num_seqs, max_num_batched_tokens, true)?;
         let tm = TimeModel::from_name(time_model, d0, d1)?;
         let ctx = match (types, workload.as_ref()) {
             (Some(t), None) => {

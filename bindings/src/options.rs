@@ -2,6 +2,7 @@
 //! surface as `fluidsched.InvalidConfigError` rather than PyO3's bare `OverflowError`.
 
 use fluidsched_core::policy::OptionValue;
+use fluidsched_core::{Result, SchedulerConfig};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -77,4 +78,25 @@ pub fn policy_options(options: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(Stri
         }
     }
     Ok(out)
+}
+
+/// The shared scheduler limits from their Python arguments, validated.
+pub fn scheduler_config(
+    num_blocks: u32,
+    block_size: u32,
+    watermark: f64,
+    max_num_seqs: u32,
+    max_num_batched_tokens: u32,
+    enable_chunked_prefill: bool,
+) -> Result<SchedulerConfig> {
+    let config = SchedulerConfig {
+        block_size,
+        num_blocks,
+        watermark,
+        max_num_seqs,
+        max_num_batched_tokens,
+        enable_chunked_prefill,
+    };
+    config.validate()?;
+    Ok(config)
 }

@@ -6,13 +6,13 @@ use fluidsched_core::policies::{PolicyContext, build_policy};
 use fluidsched_core::policy::PolicyOptions;
 use fluidsched_core::request::{NewRequest, RequestState};
 use fluidsched_core::workload::RequestType;
-use fluidsched_core::{Error, Scheduler, SchedulerConfig};
+use fluidsched_core::{Error, Scheduler};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::errors::guard;
 use crate::errors::internal_error;
-use crate::options::{Int, TypeArg, ints, policy_options as policy_options_from};
+use crate::options::{Int, TypeArg, ints, policy_options as policy_options_from, scheduler_config};
 
 /// One iteration's batch.
 #[pyclass(module = "fluidsched._core", name = "Step", frozen)]
@@ -122,15 +122,14 @@ impl PyScheduler {
         let output_lengths = output_lengths.map(ints);
         let options = policy_options_from(policy_options)?;
         guard(|| {
-            let config = SchedulerConfig {
-                block_size,
+            let config = scheduler_config(
                 num_blocks,
+                block_size,
                 watermark,
                 max_num_seqs,
                 max_num_batched_tokens,
                 enable_chunked_prefill,
-            };
-            config.validate()?;
+            )?;
             let ctx = PolicyContext {
                 config,
                 d0,

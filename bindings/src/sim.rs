@@ -9,12 +9,12 @@ use fluidsched_core::sim::{SimConfig, Simulator, policy_context, validate_worklo
 use fluidsched_core::workload::{
     ArrivalProcess, RequestSpec, RequestType, TraceData, TraceOptions, Workload, read_trace_file,
 };
-use fluidsched_core::{Error, SchedulerConfig, TimeModel};
+use fluidsched_core::{Error, TimeModel};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::errors::guard;
-use crate::options::{Int, TypeArg, ints, policy_options as policy_options_from};
+use crate::options::{Int, TypeArg, ints, policy_options as policy_options_from, scheduler_config};
 
 fn arrival_process(kind: &str, rate: f64, cv: f64) -> Result<ArrivalProcess, Error> {
     match kind {
@@ -255,15 +255,14 @@ impl PySimulation {
         let options = policy_options_from(policy_options)?;
         py.detach(|| {
             guard(|| {
-                let scheduler = SchedulerConfig {
-                    block_size,
+                let scheduler = scheduler_config(
                     num_blocks,
+                    block_size,
                     watermark,
                     max_num_seqs,
                     max_num_batched_tokens,
                     enable_chunked_prefill,
-                };
-                scheduler.validate()?;
+                )?;
                 let time_model = TimeModel::from_name(time_model, d0, d1)?;
                 validate_workload(&workload.inner, &scheduler)?;
                 let ctx = policy_context(&workload.inner, scheduler, &time_model);

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fluidsched._core import MAX_NUM_BLOCKS, Workload
+from fluidsched._core import Workload
 from fluidsched._core import plan as _plan
 from fluidsched.errors import InvalidConfigError
-from fluidsched.simulate import DEFAULT_KV_CAPACITY, OptionValue
+from fluidsched.simulate import DEFAULT_KV_CAPACITY, OptionValue, kv_capacity_blocks
 
 __all__ = ["PLAN_KEYS", "plan"]
 
@@ -60,19 +60,14 @@ def plan(
     """
     if (types is None) == (workload is None):
         raise InvalidConfigError("plan needs exactly one of types=[(prompt, output, rate), ...] or a workload")
-    if isinstance(kv_capacity, bool) or not isinstance(kv_capacity, int) or kv_capacity < block_size:
-        raise InvalidConfigError(f"kv_capacity must be an integer >= block_size ({block_size}), got {kv_capacity!r}")
-    if kv_capacity // block_size > MAX_NUM_BLOCKS:
-        raise InvalidConfigError(
-            f"kv_capacity {kv_capacity} is too large: at most {MAX_NUM_BLOCKS} blocks of {block_size} tokens"
-        )
+    num_blocks = kv_capacity_blocks(kv_capacity, block_size)
     raw = _plan(
         types=list(types) if types is not None else None,
         workload=workload,
         time_model=time_model,
         d0=d0,
         d1=d1,
-        num_blocks=kv_capacity // block_size,
+        num_blocks=num_blocks,
         block_size=block_size,
         watermark=watermark,
         max_num_seqs=max_num_seqs,

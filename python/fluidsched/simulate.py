@@ -93,6 +93,23 @@ def load_workload(
     )
 
 
+def kv_capacity_blocks(kv_capacity: int, block_size: int) -> int:
+    """Whole blocks of ``block_size`` tokens in ``kv_capacity`` tokens, or ``InvalidConfigError`` naming the bad
+    value (not a positive int, less than one block, or more than ``MAX_NUM_BLOCKS`` blocks)."""
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size <= 0:
+        raise InvalidConfigError(f"block_size must be a positive integer, got {block_size!r}")
+    if isinstance(kv_capacity, bool) or not isinstance(kv_capacity, int) or kv_capacity <= 0:
+        raise InvalidConfigError(f"kv_capacity must be a positive integer number of tokens, got {kv_capacity!r}")
+    num_blocks = kv_capacity // block_size
+    if num_blocks == 0:
+        raise InvalidConfigError(f"kv_capacity {kv_capacity} holds no block of {block_size} tokens")
+    if num_blocks > MAX_NUM_BLOCKS:
+        raise InvalidConfigError(
+            f"kv_capacity {kv_capacity} is too large: at most {MAX_NUM_BLOCKS} blocks of {block_size} tokens"
+        )
+    return num_blocks
+
+
 def _array(entry: tuple[bytes, str]) -> npt.NDArray[Any]:
     data, dtype = entry
     array: npt.NDArray[Any] = np.frombuffer(data, dtype=np.dtype(dtype)).copy()
@@ -226,17 +243,7 @@ def simulate(
     ``length_error`` perturbs the output lengths shown to clairvoyant policies. The GIL is released while the
     Rust core runs; ``progress=True`` draws a progress bar on stderr for runs longer than a second.
     """
-    if isinstance(kv_capacity, bool) or not isinstance(kv_capacity, int) or kv_capacity <= 0:
-        raise InvalidConfigError(f"kv_capacity must be a positive integer number of tokens, got {kv_capacity!r}")
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size <= 0:
-        raise InvalidConfigError(f"block_size must be a positive integer, got {block_size!r}")
-    num_blocks = kv_capacity // block_size
-    if num_blocks == 0:
-        raise InvalidConfigError(f"kv_capacity {kv_capacity} holds no block of {block_size} tokens")
-    if num_blocks > MAX_NUM_BLOCKS:
-        raise InvalidConfigError(
-            f"kv_capacity {kv_capacity} is too large: at most {MAX_NUM_BLOCKS} blocks of {block_size} tokens"
-        )
+    num_blocks = kv_capacity_blocks(kv_capacity, block_size)
     for name, value in (("rate", rate), ("length_error", length_error), ("d0", d0), ("d1", d1)):
         if value is not None and not math.isfinite(value):
             raise InvalidConfigError(f"{name} must be finite, got {value!r}")
