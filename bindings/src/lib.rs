@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod admission;
 mod errors;
 mod fluid;
 mod options;
@@ -15,6 +16,8 @@ mod sim;
 #[pymodule]
 #[pyo3(name = "_core")]
 mod core_module {
+    #[pymodule_export]
+    use crate::admission::PyAdmissionController;
     #[pymodule_export]
     use crate::fluid::{PyFluidModel, py_plan};
     #[pymodule_export]

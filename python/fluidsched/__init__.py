@@ -13,6 +13,7 @@ from __future__ import annotations
 from fluidsched._core import (
     POLICY_NAMES,
     POLICY_OPTIONS,
+    AdmissionController,
     FluidModel,
     Scheduler,
     Step,
@@ -40,6 +41,7 @@ __all__ = [
     "POLICY_NAMES",
     "POLICY_OPTIONS",
     "SUMMARY_KEYS",
+    "AdmissionController",
     "DuplicateRequestError",
     "FluidModel",
     "FluidschedError",

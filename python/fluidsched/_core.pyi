@@ -92,6 +92,82 @@ class StepOutcome:
         """Ids that finished (their blocks are free)."""
 
 @final
+class AdmissionController:
+    """A policy's admission decision for an engine that owns its memory (the vLLM adapter).
+
+    Keyed by the engine's request ids (ints), updated incrementally (``add_request``, ``on_admitted``,
+    ``requeue``, ``on_outputs``, ``finish``) and asked once per step (``decide``). Policies: ``vllm`` (admit all:
+    the engine's own rule), ``wait``, ``nested-wait``. The thresholds are planned exactly as a simulation plans
+    them, from the engine's limits (``num_blocks``, ``block_size``, ``max_num_seqs``, ...), the request types or
+    length samples, and the time model (a preset name, or ``"linear"`` with ``d0``/``d1``).
+    """
+
+    def __new__(
+        cls,
+        policy: str = "wait",
+        *,
+        num_blocks: int,
+        block_size: int = ...,
+        watermark: float = 0.0,
+        max_num_seqs: int = ...,
+        max_num_batched_tokens: int = ...,
+        policy_options: dict[str, bool | int | float | str | Sequence[float]] | None = None,
+        time_model: str = "llama2-7b-a100",
+        d0: float | None = None,
+        d1: float | None = None,
+        types: Sequence[tuple[int, int, float]] | None = None,
+        prompt_lengths: Sequence[int] | None = None,
+        output_lengths: Sequence[int] | None = None,
+        arrival_rate: float | None = None,
+    ) -> AdmissionController: ...
+    @property
+    def policy(self) -> str:
+        """Name of the policy."""
+    @property
+    def num_waiting(self) -> int:
+        """Requests waiting to start."""
+    @property
+    def num_running(self) -> int:
+        """Requests started and not finished (paused ones included)."""
+    @property
+    def num_paused(self) -> int:
+        """Requests paused at a segment boundary (Nested WAIT)."""
+    @property
+    def thresholds(self) -> list[int]:
+        """Per-type (WAIT) or per-segment (Nested WAIT) thresholds in use."""
+    @property
+    def time_correction(self) -> float:
+        """Correction applied to the time model (measured / predicted iteration time; 1.0 until re-planned)."""
+    def add_request(
+        self,
+        request_id: int,
+        prompt_len: int,
+        *,
+        arrival: float,
+        output_len_hint: int | None = None,
+        type_id: int | None = None,
+    ) -> None:
+        """A new waiting request (``output_len_hint``: known or predicted output length)."""
+    def on_admitted(self, request_id: int, num_output_tokens: int = 0) -> None:
+        """The engine started waiting request ``request_id``."""
+    def requeue(self, request_id: int) -> None:
+        """The engine put ``request_id`` back at the head of its waiting queue (preempted or skipped)."""
+    def finish(self, request_id: int) -> bool:
+        """``request_id`` finished or was aborted; False if it was not held."""
+    def on_outputs(self, request_ids: Sequence[int], num_output_tokens: Sequence[int], now: float) -> list[int]:
+        """Output progress of running requests; returns the ids that must pause now (Nested WAIT)."""
+    def is_paused(self, request_id: int) -> bool:
+        """Whether ``request_id`` is paused at a segment boundary."""
+    def observe_iteration(self, seconds: float, num_tokens: int) -> bool:
+        """One measured iteration; True if the thresholds were re-planned for the corrected time model."""
+    def next_wakeup(self, now: float) -> float | None:
+        """The earliest future deadline that lets a waiting or paused request in."""
+    def decide(
+        self, *, now: float, num_running: int, num_free_blocks: int, usable_blocks: int, max_num_seqs: int
+    ) -> tuple[bool, list[int], list[int]]:
+        """This step's decision: ``(admit_all, admit_ids, resume_ids)``."""
+
+@final
 class Scheduler:
     """A policy plus KV block bookkeeping, driven once per model iteration.
 

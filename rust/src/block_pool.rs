@@ -48,7 +48,7 @@ impl BlockPool {
             return Err(Error::config(format!("watermark must be a fraction in [0, 1), got {watermark}")));
         }
         // Floor, like vLLM and Vidur (`int(watermark * num_blocks)`).
-        let watermark_blocks = (watermark * f64::from(num_blocks)).floor() as u32;
+        let watermark_blocks = crate::batch::watermark_blocks(num_blocks, watermark);
         Ok(BlockPool {
             block_size,
             watermark_blocks,
@@ -73,6 +73,12 @@ impl BlockPool {
     #[inline]
     pub fn watermark_blocks(&self) -> u32 {
         self.watermark_blocks
+    }
+
+    /// Blocks above the watermark: the capacity admissions and guards plan with.
+    #[inline]
+    pub fn usable_blocks(&self) -> u32 {
+        self.num_blocks() - self.watermark_blocks
     }
 
     /// Blocks currently free.

@@ -33,9 +33,11 @@
 //! # Ok::<(), fluidsched_core::Error>(())
 //! ```
 
+pub mod batch;
 pub mod block_pool;
 pub mod error;
 pub mod fluid;
+pub mod gate;
 pub mod metrics;
 pub mod plan;
 pub mod policies;

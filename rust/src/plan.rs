@@ -38,8 +38,7 @@ pub fn plan(
     nested_options: Vec<(String, OptionValue)>,
 ) -> Result<Plan> {
     let cfg = &ctx.config;
-    let usable_blocks = cfg.num_blocks - (cfg.watermark * f64::from(cfg.num_blocks)).floor() as u32;
-    let capacity_tokens = f64::from(usable_blocks) * f64::from(cfg.block_size);
+    let capacity_tokens = ctx.config.usable_tokens() as f64;
     let model = FluidModel::new(ctx.types.clone(), ctx.d0, ctx.d1, capacity_tokens)?.with_block_size(cfg.block_size)?;
     let fluid = model.solve()?;
     let max_rate = model.max_rate()?;

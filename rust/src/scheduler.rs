@@ -82,7 +82,7 @@ impl Scheduler {
             return Err(invalid(format!("arrival time must be finite, got {}", new.arrival)));
         }
         let max_tokens = u64::from(new.prompt_len) + u64::from(new.output_len.unwrap_or(1));
-        let usable = u64::from(self.state.pool.num_blocks() - self.state.pool.watermark_blocks());
+        let usable = u64::from(self.state.pool.usable_blocks());
         let usable_tokens = usable * u64::from(self.state.pool.block_size());
         if max_tokens > MAX_REQUEST_TOKENS {
             return Err(invalid(format!(

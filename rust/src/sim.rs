@@ -334,8 +334,7 @@ pub fn validate_workload(workload: &Workload, config: &SchedulerConfig) -> Resul
             )));
         }
     }
-    let watermark_blocks = (config.watermark * f64::from(config.num_blocks)).floor() as u32;
-    let usable_tokens = u64::from(config.num_blocks - watermark_blocks) * u64::from(config.block_size);
+    let usable_tokens = config.usable_tokens();
     for s in specs {
         if !(s.arrival.is_finite() && s.arrival >= 0.0) {
             return Err(Error::trace(format!("request {}: arrival must be finite and >= 0, got {}", s.id, s.arrival)));

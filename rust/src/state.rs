@@ -52,6 +52,16 @@ impl SchedulerConfig {
         Ok(())
     }
 
+    /// Blocks above the watermark (see [`crate::batch::usable_blocks`]).
+    pub fn usable_blocks(&self) -> u32 {
+        crate::batch::usable_blocks(self.num_blocks, self.watermark)
+    }
+
+    /// Tokens in the blocks above the watermark: the KV capacity planners and guards work with.
+    pub fn usable_tokens(&self) -> u64 {
+        u64::from(self.usable_blocks()) * u64::from(self.block_size)
+    }
+
     /// KV capacity in tokens.
     pub fn kv_capacity_tokens(&self) -> u64 {
         u64::from(self.num_blocks) * u64::from(self.block_size)

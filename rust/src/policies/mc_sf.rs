@@ -108,7 +108,7 @@ impl McSfPolicy {
     /// Admits candidates in key order while the projection allows. Returns nothing; records in `step`.
     fn admit(&mut self, state: &mut SchedulerState, step: &mut Step) {
         let cfg = *state.config();
-        let capacity = u64::from(cfg.num_blocks - state.pool().watermark_blocks());
+        let capacity = u64::from(state.pool().usable_blocks());
         self.profile.clear(cfg.block_size);
         for &slot in state.running() {
             let p = self.projection(state, slot);

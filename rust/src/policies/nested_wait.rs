@@ -34,40 +34,22 @@
 //! the arrival rate; when it drifts more than 10 % from the rate the plan was made for, the thresholds (and
 //! caps) are recomputed for the new rate; the segments stay.
 
-use std::collections::VecDeque;
-
+use crate::batch::{AddResult, MemoryRule, engine_chunk, serve_running, try_admit};
 use crate::error::{Error, Result, check_positive};
 use crate::fluid::{LengthDistribution, SegmentPlan, SegmentPlanInput, plan_segments, quantile_boundaries};
+use crate::gate::{Entry, PAUSED, SegmentGate, SegmentGateOptions};
 use crate::policies::PolicyContext;
 use crate::policy::{Policy, PolicyOptions};
 use crate::request::Slot;
 use crate::scheduler::SchedulerState;
 use crate::step::Step;
 
-/// Marks a running request as paused at a segment boundary in its `policy_tag` (low bits: segment index).
-const PAUSED: u32 = 1 << 31;
-
-/// Relative drift of the estimated arrival rate that triggers a new plan.
-const REPLAN_DRIFT: f64 = 0.1;
-
 /// The Nested WAIT policy.
 #[derive(Debug, Clone)]
 pub struct NestedWaitPolicy {
-    dist: LengthDistribution,
-    input: SegmentPlanInput,
-    plan: SegmentPlan,
-    per_stage_caps: bool,
-    strict_break: bool,
-    max_wait: f64,
-    rate_estimation: Option<f64>,
-    mean_gap: f64,
-    last_arrival: Option<f64>,
-    /// Segment 1's entry: new arrivals and preempted requests.
-    waiting: VecDeque<Slot>,
-    /// `paused[s]`: requests (with their pause time) waiting to enter segment s (index 0 unused).
-    paused: Vec<VecDeque<(Slot, f64)>>,
+    /// The decision: plan, entry and boundary queues of slots, occupancy, rate estimate.
+    gate: SegmentGate<Slot>,
     scratch: Vec<Slot>,
-    occupancy: Vec<u32>,
     /// Set when a ready or due entry was cut by KV capacity this step.
     entry_blocked: bool,
 }
@@ -116,8 +98,7 @@ impl NestedWaitPolicy {
         // The planner tabulates survival per output token (8 bytes each): refuse lengths that could never fit the
         // cache, beyond a table of MAX_PLANNED_OUTPUT entries, before sizing anything by them.
         let cfg = &ctx.config;
-        let usable = u64::from(cfg.num_blocks - (cfg.watermark * f64::from(cfg.num_blocks)).floor() as u32)
-            * u64::from(cfg.block_size);
+        let usable = cfg.usable_tokens();
         let longest = ctx.output_lengths.iter().copied().chain(ctx.types.iter().map(|t| t.output_len)).max();
         if let Some(longest) = longest.filter(|&l| u64::from(l) > usable.max(MAX_PLANNED_OUTPUT)) {
             return Err(Error::config(format!(
@@ -151,9 +132,7 @@ impl NestedWaitPolicy {
             }
             None => quantile_boundaries(&dist, num_segments),
         };
-        let cfg = &ctx.config;
-        let usable = f64::from(cfg.num_blocks - (cfg.watermark * f64::from(cfg.num_blocks)).floor() as u32)
-            * f64::from(cfg.block_size);
+        let usable = cfg.usable_tokens() as f64;
         let input = SegmentPlanInput {
             boundaries,
             total_rate: rate,
@@ -170,153 +149,81 @@ impl NestedWaitPolicy {
             Some(w) => check_positive("nested-wait: max_wait", w)?,
             None => super::wait::default_max_wait(&plan.thresholds, plan.entry_rates.iter().copied()),
         };
-        let segments = plan.thresholds.len();
-        Ok(NestedWaitPolicy {
-            dist,
-            input,
-            plan,
+        let opts = SegmentGateOptions {
             per_stage_caps,
             strict_break,
             max_wait,
             rate_estimation: rate_estimation.then_some(alpha),
-            mean_gap: 1.0 / rate,
-            last_arrival: None,
-            waiting: VecDeque::new(),
-            paused: vec![VecDeque::new(); segments],
+        };
+        Ok(NestedWaitPolicy {
+            gate: SegmentGate::new(dist, input, plan, opts),
             scratch: Vec::new(),
-            occupancy: vec![0; segments],
             entry_blocked: false,
         })
     }
 
     /// The plan in use (segments, thresholds, caps, safety buffer).
     pub fn plan(&self) -> &SegmentPlan {
-        &self.plan
+        self.gate.plan()
     }
 
     /// The liveness deadline, seconds.
     pub fn max_wait(&self) -> f64 {
-        self.max_wait
+        self.gate.max_wait()
     }
 
     /// Requests paused at segment boundaries.
     pub fn num_paused(&self) -> usize {
-        self.paused.iter().map(VecDeque::len).sum()
+        self.gate.num_paused()
     }
 
-    /// The segment a request that has emitted `out` tokens computes its next iteration in.
-    fn segment_of(&self, out: u32) -> u32 {
-        self.plan.boundaries.partition_point(|&b| b <= out) as u32
+    /// The decision (plan, queues, occupancy).
+    pub fn gate(&self) -> &SegmentGate<Slot> {
+        &self.gate
     }
 
-    fn observe_arrival(&mut self, arrival: f64) {
-        let Some(alpha) = self.rate_estimation else { return };
-        if let Some(last) = self.last_arrival {
-            let gap = (arrival - last).max(0.0);
-            self.mean_gap = (1.0 - alpha) * self.mean_gap + alpha * gap;
-            let estimate = 1.0 / self.mean_gap.max(1e-12);
-            if (estimate / self.input.total_rate - 1.0).abs() > REPLAN_DRIFT {
-                let input = SegmentPlanInput { total_rate: estimate, ..self.input.clone() };
-                if let Ok(plan) = plan_segments(&self.dist, &input) {
-                    self.plan = plan;
-                    self.input = input;
-                }
-            }
-        }
-        self.last_arrival = Some(arrival.max(self.last_arrival.unwrap_or(arrival)));
+    /// A preempted request leaves its segment (or boundary queue) and re-queues at the head of segment 1's entry.
+    fn requeue(&mut self, state: &SchedulerState, slot: Slot) {
+        let r = state.request(slot);
+        self.gate.leave(slot, r.policy_tag);
+        self.gate.requeue_front(slot, r.arrival);
     }
 
-    /// Re-queues a preempted request at the head of segment 1's entry (dropping it from a boundary queue).
-    fn requeue(&mut self, tag: u32, slot: Slot) {
-        if tag & PAUSED != 0 {
-            let q = &mut self.paused[(tag & !PAUSED) as usize];
-            if let Some(pos) = q.iter().position(|&(s, _)| s == slot) {
-                q.remove(pos);
-            }
-        }
-        self.waiting.push_front(slot);
-    }
-
-    /// Pauses active requests that finished their segment; counts each segment's occupancy.
+    /// Pauses active requests that finished their segment, in running order.
     fn pause_finished_segments(&mut self, state: &mut SchedulerState) {
-        self.occupancy.iter_mut().for_each(|o| *o = 0);
         self.scratch.clear();
         self.scratch.extend_from_slice(state.running());
-        let last = self.plan.boundaries.len() as u32;
         for &slot in &self.scratch {
             let r = state.request(slot);
-            let tag = r.policy_tag;
-            if tag & PAUSED == 0 && tag < last && r.num_output_tokens >= self.plan.boundaries[tag as usize] {
-                state.set_policy_tag(slot, PAUSED | (tag + 1));
-                self.paused[tag as usize + 1].push_back((slot, state.now()));
-            } else if tag & PAUSED == 0 {
-                self.occupancy[tag as usize] += 1;
-            }
+            let tag = self.gate.pause_tag(slot, r.policy_tag, r.num_output_tokens, state.now());
+            state.set_policy_tag(slot, tag);
         }
     }
 
     /// Schedules the active (not paused) running requests; returns the budget left and whether it preempted.
-    fn schedule_active(&mut self, state: &mut SchedulerState, step: &mut Step, mut budget: u32) -> (u32, bool) {
-        let mut preempted = false;
-        let mut i = 0;
-        while i < state.running().len() && budget > 0 {
-            let slot = state.running()[i];
-            if state.request(slot).policy_tag & PAUSED != 0 {
-                i += 1;
-                continue;
-            }
-            let n = state.request(slot).num_owed_tokens().min(budget);
-            let mut scheduled = false;
-            loop {
-                if state.allocate(slot, n) {
-                    scheduled = true;
-                    break;
-                }
-                let Some(&victim) = state.running().last() else { break };
-                let tag = state.request(victim).policy_tag;
-                if tag & PAUSED == 0 {
-                    self.occupancy[tag as usize] -= 1;
-                }
-                state.preempt(victim, step);
-                self.requeue(tag, victim);
-                preempted = true;
-                if victim == slot {
-                    break;
-                }
-            }
-            if !scheduled {
-                break;
-            }
-            state.schedule(slot, n, step);
-            budget -= n;
-            i += 1;
-        }
-        (budget, preempted)
+    fn schedule_active(&mut self, state: &mut SchedulerState, step: &mut Step, budget: u32) -> (u32, bool) {
+        serve_running(
+            state,
+            step,
+            budget,
+            |r, budget| (r.policy_tag & PAUSED == 0).then(|| r.num_owed_tokens().min(budget)),
+            |state, victim| self.requeue(state, victim),
+        )
     }
 
-    /// Lets requests into segment 1 from the waiting queue; returns false if capacity cut the cohort.
+    /// Lets up to `count` requests into segment 1 from the waiting queue; returns false if capacity cut the cohort.
     fn enter_first(&mut self, state: &mut SchedulerState, step: &mut Step, count: usize, budget: &mut u32) -> bool {
-        let cfg = *state.config();
+        let chunk = engine_chunk(state);
+        let rule = MemoryRule::WholePrefill { allocate_whole: false };
         for _ in 0..count {
-            let Some(&slot) = self.waiting.front() else { return true };
-            if *budget == 0 || state.running().len() >= cfg.max_num_seqs as usize {
+            let Some(slot) = self.gate.front_waiting() else { return true };
+            // The segment is set before admission: a preempted request keeps its progress.
+            let seg = self.gate.segment_of(state.request(slot).num_output_tokens);
+            if try_admit(state, step, slot, budget, rule, chunk) != AddResult::Admitted {
                 return false;
             }
-            let owed = state.request(slot).num_owed_tokens();
-            let n =
-                if cfg.enable_chunked_prefill || owed > cfg.max_num_batched_tokens { owed.min(*budget) } else { owed };
-            if n > *budget || !state.fits_for_admission(slot, owed) {
-                return false;
-            }
-            self.waiting.pop_front();
-            let seg = self.segment_of(state.request(slot).num_output_tokens);
+            self.gate.enter_first(seg);
             state.set_policy_tag(slot, seg);
-            self.occupancy[seg as usize] += 1;
-            state.admit(slot, step);
-            let ok = state.allocate(slot, n);
-            debug_assert!(ok, "admission checked the whole prompt fits");
-            state.schedule(slot, n, step);
-            *budget -= n;
         }
         true
     }
@@ -331,15 +238,13 @@ impl NestedWaitPolicy {
         budget: &mut u32,
     ) -> bool {
         for _ in 0..count {
-            let Some(&(slot, _)) = self.paused[s].front() else {
-                return true;
-            };
+            let Some(slot) = self.gate.front_paused(s) else { return true };
             if *budget == 0 || !state.allocate(slot, 1) {
                 return false;
             }
-            self.paused[s].pop_front();
-            state.set_policy_tag(slot, s as u32);
-            self.occupancy[s] += 1;
+            if let Some((_, tag)) = self.gate.resume(s) {
+                state.set_policy_tag(slot, tag);
+            }
             state.schedule(slot, 1, step);
             *budget -= 1;
         }
@@ -349,31 +254,12 @@ impl NestedWaitPolicy {
     /// The flowchart's entry loop (step 3 of the module documentation).
     fn enter_segments(&mut self, state: &mut SchedulerState, step: &mut Step, mut budget: u32) {
         let now = state.now();
-        for s in 0..self.plan.thresholds.len() {
-            let (len, oldest) = if s == 0 {
-                (self.waiting.len(), self.waiting.front().map(|&slot| state.request(slot).arrival))
-            } else {
-                (self.paused[s].len(), self.paused[s].front().map(|&(_, t)| t))
+        for s in 0..self.gate.num_segments() {
+            let count = match self.gate.entry_decision(s, now) {
+                Entry::Skip | Entry::Pass => continue,
+                Entry::Stop => break,
+                Entry::Let(count) => count,
             };
-            let Some(oldest) = oldest else { continue };
-            let n = self.plan.thresholds[s] as usize;
-            // The same expression as `next_wakeup`, so a wake-up at the deadline always finds the entry due.
-            let due = oldest + self.max_wait <= now;
-            if len < n && !due {
-                if s == 0 || self.strict_break {
-                    break;
-                }
-                continue;
-            }
-            // Segment 1 admits a cohort of n_1; a later entry, once ready, lets its whole queue in.
-            let mut count = if s == 0 { len.min(n) } else { len };
-            if self.per_stage_caps {
-                let room = self.plan.caps[s].saturating_sub(self.occupancy[s]) as usize;
-                if room == 0 {
-                    break;
-                }
-                count = count.min(room);
-            }
             let whole = if s == 0 {
                 self.enter_first(state, step, count, &mut budget)
             } else {
@@ -388,19 +274,15 @@ impl NestedWaitPolicy {
         if !step.is_empty() || state.running().is_empty() || !self.entry_blocked {
             return;
         }
-        let oldest = (1..self.paused.len())
-            .filter_map(|s| self.paused[s].front().map(|&(_, t)| (s, t)))
-            .min_by(|a, b| a.1.total_cmp(&b.1));
-        let Some((s, _)) = oldest else { return };
-        let slot = self.paused[s][0].0;
+        let Some(s) = self.gate.longest_paused() else { return };
+        let Some(slot) = self.gate.front_paused(s) else { return };
         // Free a block by recompute-preempting the newest other running request if the cache is full.
         while !state.allocate(slot, 1) {
             let Some(&victim) = state.running().iter().rev().find(|&&v| v != slot) else {
                 return;
             };
-            let tag = state.request(victim).policy_tag;
             state.preempt(victim, step);
-            self.requeue(tag, victim);
+            self.requeue(state, victim);
         }
         let mut budget = state.config().max_num_batched_tokens;
         self.enter_later(state, step, s, 1, &mut budget);
@@ -413,30 +295,20 @@ impl Policy for NestedWaitPolicy {
     }
 
     fn enqueue(&mut self, state: &SchedulerState, slot: Slot) {
-        self.observe_arrival(state.request(slot).arrival);
-        self.waiting.push_back(slot);
+        self.gate.arrive(slot, state.request(slot).arrival);
     }
 
     fn remove_waiting(&mut self, _state: &SchedulerState, slot: Slot) -> bool {
-        match self.waiting.iter().position(|&s| s == slot) {
-            Some(pos) => self.waiting.remove(pos).is_some(),
-            None => false,
-        }
+        self.gate.remove_waiting(slot)
     }
 
     fn num_waiting(&self) -> usize {
-        self.waiting.len()
+        self.gate.num_waiting()
     }
 
     fn on_release(&mut self, state: &SchedulerState, slot: Slot) {
-        // A running request aborted while paused leaves its boundary queue.
-        let tag = state.request(slot).policy_tag;
-        if tag & PAUSED != 0 {
-            let q = &mut self.paused[(tag & !PAUSED) as usize];
-            if let Some(pos) = q.iter().position(|&(s, _)| s == slot) {
-                q.remove(pos);
-            }
-        }
+        // A running request leaves its segment (or its boundary queue, if paused).
+        self.gate.leave(slot, state.request(slot).policy_tag);
     }
 
     fn schedule(&mut self, state: &mut SchedulerState, step: &mut Step) {
@@ -451,14 +323,6 @@ impl Policy for NestedWaitPolicy {
     }
 
     fn next_wakeup(&self, state: &SchedulerState) -> Option<f64> {
-        let first = self.waiting.front().map(|&s| state.request(s).arrival);
-        let later = self.paused.iter().filter_map(|q| q.front().map(|&(_, t)| t));
-        first
-            .into_iter()
-            .chain(later)
-            .map(|t| t + self.max_wait)
-            // Only future deadlines: a passed one is blocked by segment 1's entry, whose own deadline is pending.
-            .filter(|&t| t > state.now())
-            .min_by(f64::total_cmp)
+        self.gate.next_wakeup(state.now())
     }
 }

@@ -25,6 +25,7 @@
 //!
 //! Not modelled: Orca's selective batching and pipelining across workers.
 
+use crate::batch::{AddResult, MemoryRule, engine_chunk, try_admit};
 use crate::error::{Error, Result};
 use crate::policies::fcfs_queue::{FcfsQueue, fcfs_queue_methods};
 use crate::policy::{Policy, PolicyOptions};
@@ -67,7 +68,7 @@ impl OrcaPolicy {
     pub fn reservation(&self, state: &SchedulerState, slot: Slot) -> u32 {
         let r = state.request(slot);
         let pool = state.pool();
-        let usable = (pool.num_blocks() - pool.watermark_blocks()).saturating_mul(pool.block_size());
+        let usable = pool.usable_blocks().saturating_mul(pool.block_size());
         let want = match r.output_len_hint {
             Some(hint) if self.oracle => r.prompt_len.saturating_add(hint - 1),
             _ => self.max_tokens,
@@ -77,24 +78,13 @@ impl OrcaPolicy {
 
     /// FCFS admission: the whole reservation must fit in free blocks.
     fn admit(&mut self, state: &mut SchedulerState, step: &mut Step, mut budget: u32) {
-        let cfg = *state.config();
+        let chunk = engine_chunk(state);
         while let Some(&slot) = self.waiting.front() {
-            if budget == 0 || state.running().len() >= cfg.max_num_seqs as usize {
-                break;
-            }
-            let owed = state.request(slot).num_owed_tokens();
-            let n =
-                if cfg.enable_chunked_prefill || owed > cfg.max_num_batched_tokens { owed.min(budget) } else { owed };
-            let reserve = self.reservation(state, slot);
-            if n > budget || state.blocks_needed(slot, reserve) > state.pool().num_free() {
+            let rule = MemoryRule::Reserve(self.reservation(state, slot));
+            if try_admit(state, step, slot, &mut budget, rule, chunk) != AddResult::Admitted {
                 break;
             }
             self.waiting.pop_front();
-            state.admit(slot, step);
-            let ok = state.reserve(slot, reserve);
-            debug_assert!(ok, "checked the reservation fits");
-            state.schedule(slot, n, step);
-            budget -= n;
         }
     }
 }

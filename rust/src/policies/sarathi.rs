@@ -29,6 +29,7 @@
 //! Options (defaults): `token_budget` = 512 (the paper's and Vidur's `chunk_size`), `chunked_prefill` = true.
 //! Not modelled: GEMM-tile alignment of the budget, pipeline parallelism, `long_prefill_token_threshold`.
 
+use crate::batch::{AddResult, MemoryRule, prefill_chunk, serve_running, try_admit};
 use crate::error::{Error, Result};
 use crate::policies::fcfs_queue::{FcfsQueue, fcfs_queue_methods};
 use crate::policy::{Policy, PolicyOptions};
@@ -71,51 +72,23 @@ impl SarathiPolicy {
         self.token_budget
     }
 
-    /// Tokens a prefill owing `owed` gets with `budget` left (0: not this step).
-    fn chunk(&self, owed: u32, budget: u32) -> u32 {
-        if self.chunked_prefill || owed > self.token_budget {
-            owed.min(budget)
-        } else if owed <= budget {
-            owed
-        } else {
-            0
-        }
+    /// Tokens a prefill owing `owed` gets with `budget` left (None: not this step): [`prefill_chunk`] with this
+    /// policy's budget and chunking flag.
+    fn chunk(&self, owed: u32, budget: u32) -> Option<u32> {
+        prefill_chunk(owed, budget, self.chunked_prefill, self.token_budget)
     }
 
     /// Phase 1: one token for every decoding request, preempting the newest when a block is missing. Returns the
     /// budget left and whether anything was preempted.
-    fn schedule_decodes(&mut self, state: &mut SchedulerState, step: &mut Step, mut budget: u32) -> (u32, bool) {
-        let mut preempted = false;
-        let mut i = 0;
-        while i < state.running().len() && budget > 0 {
-            let slot = state.running()[i];
-            if state.request(slot).is_prefill() {
-                i += 1;
-                continue;
-            }
-            // Victims come from the end of the running list, so they were never scheduled in this step.
-            let mut scheduled = false;
-            loop {
-                if state.allocate(slot, 1) {
-                    scheduled = true;
-                    break;
-                }
-                let Some(&victim) = state.running().last() else { break };
-                state.preempt(victim, step);
-                self.waiting.push_front(victim);
-                preempted = true;
-                if victim == slot {
-                    break;
-                }
-            }
-            if !scheduled {
-                break;
-            }
-            state.schedule(slot, 1, step);
-            budget -= 1;
-            i += 1;
-        }
-        (budget, preempted)
+    fn schedule_decodes(&mut self, state: &mut SchedulerState, step: &mut Step, budget: u32) -> (u32, bool) {
+        let waiting = &mut self.waiting;
+        serve_running(
+            state,
+            step,
+            budget,
+            |r, _| (!r.is_prefill()).then_some(1),
+            |_, victim| waiting.push_front(victim),
+        )
     }
 
     /// Phase 2: the next chunk of every running prefill (their blocks were allocated at admission).
@@ -129,8 +102,8 @@ impl SarathiPolicy {
             if !r.is_prefill() {
                 continue;
             }
-            let n = self.chunk(r.num_owed_tokens(), budget);
-            if n == 0 || !state.allocate(slot, n) {
+            let Some(n) = self.chunk(r.num_owed_tokens(), budget) else { continue };
+            if !state.allocate(slot, n) {
                 continue;
             }
             state.schedule(slot, n, step);
@@ -141,22 +114,14 @@ impl SarathiPolicy {
 
     /// Phase 3: FCFS admission of new (or preempted) requests, whole prefill reserved, first chunk scheduled.
     fn admit(&mut self, state: &mut SchedulerState, step: &mut Step, mut budget: u32) {
-        let max_seqs = state.config().max_num_seqs as usize;
+        let rule = MemoryRule::WholePrefill { allocate_whole: true };
         while let Some(&slot) = self.waiting.front() {
-            if budget == 0 || state.running().len() >= max_seqs {
-                break;
-            }
-            let owed = state.request(slot).num_owed_tokens();
-            let n = self.chunk(owed, budget);
-            if n == 0 || !state.fits_for_admission(slot, owed) {
+            if try_admit(state, step, slot, &mut budget, rule, |owed, left| self.chunk(owed, left))
+                != AddResult::Admitted
+            {
                 break;
             }
             self.waiting.pop_front();
-            state.admit(slot, step);
-            let ok = state.allocate(slot, owed);
-            debug_assert!(ok, "admission checked the whole prefill fits");
-            state.schedule(slot, n, step);
-            budget -= n;
         }
     }
 }

@@ -33,6 +33,7 @@
 //! `init_new_token_ratio`), and SGLang's choice of retraction victim (fewest output tokens; here the newest).
 
 use super::token_ratio::TokenRatio;
+use crate::batch::{AddResult, MemoryRule, engine_chunk, try_admit};
 use crate::error::{Error, Result};
 use crate::policies::fcfs_queue::{FcfsQueue, fcfs_queue_methods};
 use crate::policy::{Policy, PolicyOptions};
@@ -127,26 +128,20 @@ impl SglangPolicy {
             reserved += f64::from(uncovered) + ratio * f64::from(self.clipped_rem(r));
         }
         let mut rem_tokens = f64::from(state.pool().num_free()) * bs - reserved;
+        let chunk = engine_chunk(state);
         while let Some(&slot) = self.waiting.front() {
-            if budget == 0 || state.running().len() >= cfg.max_num_seqs as usize {
+            let r = state.request(slot);
+            let cost = f64::from(r.num_owed_tokens()) + f64::from(self.clipped_rem(r));
+            // The reservation rule, on top of the shared checks (budget, max_num_seqs, the prefill fits).
+            if !(cost < rem_tokens || state.running().is_empty()) {
                 break;
             }
-            let r = state.request(slot);
-            let owed = r.num_owed_tokens();
-            let n =
-                if cfg.enable_chunked_prefill || owed > cfg.max_num_batched_tokens { owed.min(budget) } else { owed };
-            let cost = f64::from(owed) + f64::from(self.clipped_rem(r));
-            let fits = state.blocks_needed(slot, owed) <= state.pool().num_free();
-            let reserved_ok = cost < rem_tokens || state.running().is_empty();
-            if n > budget || !fits || !reserved_ok {
+            if try_admit(state, step, slot, &mut budget, MemoryRule::WholePrefillNoWatermark, chunk)
+                != AddResult::Admitted
+            {
                 break;
             }
             self.waiting.pop_front();
-            state.admit(slot, step);
-            let ok = state.allocate(slot, n);
-            debug_assert!(ok, "checked the whole prefill fits");
-            state.schedule(slot, n, step);
-            budget -= n;
             rem_tokens -= cost;
         }
     }

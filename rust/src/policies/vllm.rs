@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 
+use crate::batch::{AddResult, MemoryRule, engine_chunk, serve_running, try_admit};
 use crate::error::Result;
 use crate::policies::fcfs_queue::{FcfsQueue, fcfs_queue_methods};
 use crate::policy::{Policy, PolicyOptions};
@@ -44,72 +45,30 @@ impl VllmPolicy {
     }
 }
 
-/// Schedules every running request in admission order, preempting the newest running requests (by recompute)
-/// when KV blocks run out. Preempted requests are handed to `requeue` newest first. Returns the token budget
-/// left and whether anything was preempted. Shared by vLLM-like policies.
+/// Schedules every running request in admission order under the engine's chunking rule, preempting the newest
+/// running requests (by recompute) when KV blocks run out ([`serve_running`]). Preempted requests are handed to
+/// `requeue` newest first. Returns the token budget left and whether anything was preempted. Shared by
+/// vLLM-like policies.
 pub fn schedule_running(
     state: &mut SchedulerState,
     step: &mut Step,
-    mut budget: u32,
+    budget: u32,
     mut requeue: impl FnMut(Slot),
 ) -> (u32, bool) {
-    let chunked = state.config().enable_chunked_prefill;
-    let max_tokens = state.config().max_num_batched_tokens;
-    let mut preempted = false;
-    let mut i = 0;
-    while i < state.running().len() && budget > 0 {
-        let slot = state.running()[i];
-        let owed = state.request(slot).num_owed_tokens();
-        // Without chunking, a prefill runs whole (it waits for a step with enough budget), except one longer than
-        // the whole budget, which is chunked rather than stalled forever.
-        let n = if chunked || owed > max_tokens { owed.min(budget) } else { owed };
-        if n > budget {
-            i += 1;
-            continue;
-        }
-        let mut scheduled = false;
-        loop {
-            if state.try_schedule(slot, n, step) {
-                scheduled = true;
-                break;
-            }
-            let Some(&victim) = state.running().last() else { break };
-            state.preempt(victim, step);
-            requeue(victim);
-            preempted = true;
-            if victim == slot {
-                break;
-            }
-        }
-        if !scheduled {
-            break;
-        }
-        budget -= n;
-        i += 1;
-    }
-    (budget, preempted)
+    let chunk = engine_chunk(state);
+    serve_running(state, step, budget, |r, budget| chunk(r.num_owed_tokens(), budget), |_, slot| requeue(slot))
 }
 
 /// Admits waiting requests from the front of `queue` (FCFS) while they fit: the whole (re)prefill above the
 /// watermark, `max_num_seqs`, and the token budget. Returns the budget left.
 pub fn admit_fcfs(state: &mut SchedulerState, step: &mut Step, queue: &mut VecDeque<Slot>, mut budget: u32) -> u32 {
-    let cfg = *state.config();
+    let chunk = engine_chunk(state);
+    let rule = MemoryRule::WholePrefill { allocate_whole: false };
     while let Some(&slot) = queue.front() {
-        if budget == 0 || state.running().len() >= cfg.max_num_seqs as usize {
-            break;
-        }
-        let owed = state.request(slot).num_owed_tokens();
-        // A prefill longer than the whole budget can never run unchunked; chunk it anyway rather than stall.
-        let n = if cfg.enable_chunked_prefill || owed > cfg.max_num_batched_tokens { owed.min(budget) } else { owed };
-        if n > budget || !state.fits_for_admission(slot, owed) {
+        if try_admit(state, step, slot, &mut budget, rule, chunk) != AddResult::Admitted {
             break;
         }
         queue.pop_front();
-        state.admit(slot, step);
-        let ok = state.allocate(slot, n);
-        debug_assert!(ok, "admission checked the whole prompt fits");
-        state.schedule(slot, n, step);
-        budget -= n;
     }
     budget
 }

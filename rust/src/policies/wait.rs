@@ -31,10 +31,11 @@
 //! A request whose `type_id` is missing or out of range is given the type whose output length is nearest its
 //! output-length hint (ties: the shorter type); without a hint, or without known type lengths, the last type.
 
-use std::collections::VecDeque;
-
-use crate::error::{Error, Result, check_positive};
+use crate::batch::{AddResult, MemoryRule, engine_chunk, try_admit};
+use crate::error::{Error, Result};
 use crate::fluid::{FluidModel, ThresholdPlan, fluid_thresholds, reference_thresholds};
+pub use crate::gate::AdmissionRule;
+use crate::gate::WaitGate;
 use crate::policies::PolicyContext;
 use crate::policies::kv_profile::{KvProfile, Projection};
 use crate::policies::vllm::schedule_running;
@@ -42,32 +43,6 @@ use crate::policy::{Policy, PolicyOptions};
 use crate::request::{Request, Slot};
 use crate::scheduler::SchedulerState;
 use crate::step::Step;
-
-/// When types are admitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdmissionRule {
-    /// Each type admits a cohort when its own queue reaches its threshold (the paper's flowchart).
-    PerType,
-    /// When any type is ready, every type admits up to its threshold (authors' `modified_booking_limit`).
-    AnyReady,
-    /// Only when every type is ready does any type admit (authors' `booking_limit`).
-    AllReady,
-}
-
-impl AdmissionRule {
-    /// Option spellings, in enum order.
-    pub const NAMES: &'static [&'static str] = &["per-type", "any-ready", "all-ready"];
-
-    /// Parses an option spelling.
-    pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "per-type" => Ok(AdmissionRule::PerType),
-            "any-ready" => Ok(AdmissionRule::AnyReady),
-            "all-ready" => Ok(AdmissionRule::AllReady),
-            _ => Err(Error::config(format!("admission must be one of {:?}, got {name:?}", Self::NAMES))),
-        }
-    }
-}
 
 /// Everything WAIT runs on, once thresholds are chosen.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,8 +66,8 @@ pub struct WaitConfig {
 pub struct WaitPolicy {
     config: WaitConfig,
     plan: Option<ThresholdPlan>,
-    queues: Vec<VecDeque<Slot>>,
-    num_waiting: usize,
+    /// The admission decision: per-type queues of slots, thresholds, rule, deadline.
+    gate: WaitGate<Slot>,
     victims: Vec<Slot>,
     profile: KvProfile,
     /// Bumped whenever the running set changes (admission, finish, abort, preemption).
@@ -122,19 +97,14 @@ impl WaitPolicy {
 
     /// A policy from explicit settings.
     pub fn new(config: WaitConfig) -> Result<Self> {
-        if config.thresholds.is_empty() || config.thresholds.contains(&0) {
-            return Err(Error::config("wait: thresholds must be a non-empty list of integers >= 1"));
-        }
+        let gate = WaitGate::new(config.thresholds.clone(), config.admission, config.max_wait)?;
         if !config.type_output_lens.is_empty() && config.type_output_lens.len() != config.thresholds.len() {
             return Err(Error::config("wait: type_output_lens must have one entry per threshold"));
         }
-        check_positive("wait: max_wait", config.max_wait)?;
-        let queues = vec![VecDeque::new(); config.thresholds.len()];
         Ok(WaitPolicy {
             config,
             plan: None,
-            queues,
-            num_waiting: 0,
+            gate,
             victims: Vec::new(),
             profile: KvProfile::default(),
             version: 0,
@@ -185,8 +155,7 @@ impl WaitPolicy {
                     ));
                 }
                 let cfg = &ctx.config;
-                let usable = f64::from(cfg.num_blocks - (cfg.watermark * f64::from(cfg.num_blocks)).floor() as u32)
-                    * f64::from(cfg.block_size);
+                let usable = cfg.usable_tokens() as f64;
                 let model = FluidModel::new(types.clone(), ctx.d0, ctx.d1, usable)?.with_block_size(cfg.block_size)?;
                 let p = fluid_thresholds(&model, f64::from(cfg.max_num_seqs), headroom)?;
                 let n = p.thresholds.clone();
@@ -223,41 +192,12 @@ impl WaitPolicy {
 
     /// The type WAIT files a request under (see the module documentation).
     pub fn type_of(&self, r: &Request) -> usize {
-        let m = self.config.thresholds.len();
-        if let Some(t) = r.type_id.filter(|&t| (t as usize) < m) {
-            return t as usize;
-        }
-        match r.output_len_hint {
-            Some(hint) if !self.config.type_output_lens.is_empty() => {
-                let lens = &self.config.type_output_lens;
-                (0..m).min_by_key(|&j| (lens[j].abs_diff(hint), lens[j])).unwrap_or(m - 1)
-            }
-            _ => m - 1,
-        }
+        type_of(self.config.thresholds.len(), &self.config.type_output_lens, r.type_id, r.output_len_hint)
     }
 
-    /// Whether type j's oldest request reached its deadline (the same expression as `next_wakeup`).
-    fn is_due(&self, state: &SchedulerState, j: usize) -> bool {
-        self.queues[j].front().is_some_and(|&s| state.request(s).arrival + self.config.max_wait <= state.now())
-    }
-
-    /// How many requests of each type to admit this step (before capacity limits).
-    fn cohort_sizes(&self, state: &SchedulerState, sizes: &mut Vec<usize>) {
-        let n = &self.config.thresholds;
-        let ready = |j: usize| self.queues[j].len() >= n[j] as usize;
-        let any_ready = (0..n.len()).any(ready);
-        let all_ready = (0..n.len()).all(ready);
-        let up_to = |j: usize| self.queues[j].len().min(n[j] as usize);
-        sizes.clear();
-        sizes.extend((0..n.len()).map(|j| {
-            let by_rule = match self.config.admission {
-                AdmissionRule::PerType if ready(j) => n[j] as usize,
-                AdmissionRule::AnyReady if any_ready => up_to(j),
-                AdmissionRule::AllReady if all_ready => n[j] as usize,
-                _ => 0,
-            };
-            if self.is_due(state, j) { by_rule.max(up_to(j)) } else { by_rule }
-        }));
+    /// The admission decision (per-type queues, thresholds, deadline).
+    pub fn gate(&self) -> &WaitGate<Slot> {
+        &self.gate
     }
 
     /// The exact memory-guard check: whether `p` fits with the running requests and the cohort admitted so far
@@ -281,86 +221,85 @@ impl WaitPolicy {
     }
 
     /// Admits up to `sizes[j]` of each type, oldest queue heads first; stops at the first request that does not
-    /// fit (KV above the watermark, `max_num_seqs`, token budget).
-    fn admit(&mut self, state: &mut SchedulerState, step: &mut Step, sizes: &[usize], budget: u32) {
+    /// fit (KV above the watermark, `max_num_seqs`, token budget, memory guard).
+    fn admit(&mut self, state: &mut SchedulerState, step: &mut Step, sizes: &[usize], mut budget: u32) {
         let mut order = std::mem::take(&mut self.order);
-        order.clear();
-        order.extend((0..sizes.len()).filter(|&j| sizes[j] > 0));
-        order.sort_by(|&a, &b| {
-            let head = |j: usize| state.request(self.queues[j][0]).arrival;
-            head(a).total_cmp(&head(b))
-        });
-        self.admit_in_order(state, step, sizes, &order, budget);
-        self.order = order;
-    }
-
-    /// [`Self::admit`] with the types already ordered by the arrival of their queue heads.
-    fn admit_in_order(
-        &mut self,
-        state: &mut SchedulerState,
-        step: &mut Step,
-        sizes: &[usize],
-        order: &[usize],
-        mut budget: u32,
-    ) {
-        let cfg = *state.config();
-        let guard_capacity = u64::from(state.pool().num_blocks() - state.pool().watermark_blocks());
+        self.gate.admission_order(sizes, &mut order);
+        let guard_capacity = u64::from(state.pool().usable_blocks());
+        let chunk = engine_chunk(state);
+        let rule = MemoryRule::WholePrefill { allocate_whole: false };
         // The running requests' projection is built lazily: only once a candidate passes the cheaper checks, and
         // only if the quick bound (every request at its final size at once) does not already settle it.
         let mut profile_built = false;
         let mut final_blocks: Option<u64> = None;
-        for &j in order {
+        'types: for &j in &order {
             for _ in 0..sizes[j] {
-                let Some(&slot) = self.queues[j].front() else { break };
-                if budget == 0 || state.running().len() >= cfg.max_num_seqs as usize {
-                    return;
+                let Some(slot) = self.gate.front(j) else { break };
+                if budget == 0 || state.running().len() >= state.config().max_num_seqs as usize {
+                    break 'types;
                 }
                 let owed = state.request(slot).num_owed_tokens();
-                let n = if cfg.enable_chunked_prefill || owed > cfg.max_num_batched_tokens {
-                    owed.min(budget)
-                } else {
-                    owed
-                };
-                if n > budget || !state.fits_for_admission(slot, owed) {
-                    return;
+                if chunk(owed, budget).is_none() || !state.fits_for_admission(slot, owed) {
+                    break 'types;
                 }
-                if self.config.memory_guard {
-                    let bs = state.pool().block_size();
-                    let finals = *final_blocks.get_or_insert_with(|| {
-                        state.running().iter().map(|&r| final_size(projection(state.request(r)), bs)).sum()
-                    });
-                    let p = projection(state.request(slot));
-                    // Blocks never shrink before a request leaves, so the peak is at most Σ final sizes.
-                    if finals + final_size(p, bs) <= guard_capacity {
-                        final_blocks = Some(finals + final_size(p, bs));
-                        if profile_built {
-                            self.profile.push(p);
-                            self.profile.rebuild();
-                        }
-                    } else if self
-                        .guard_blocked
-                        .is_some_and(|(v, at)| v == self.version && self.steps < at + GUARD_RECHECK_STEPS)
-                    {
-                        // Rejected a moment ago and nothing has left or joined since: skip the exact check (being
-                        // more conservative for a few steps is always memory-safe).
-                        return;
-                    } else if !self.exact_guard(state, &mut profile_built, p, guard_capacity) {
-                        self.guard_blocked = Some((self.version, self.steps));
-                        return;
-                    } else {
-                        final_blocks = Some(finals + final_size(p, bs));
-                    }
+                if self.config.memory_guard
+                    && !self.guard_admits(state, slot, guard_capacity, &mut profile_built, &mut final_blocks)
+                {
+                    break 'types;
                 }
-                self.queues[j].pop_front();
-                self.num_waiting -= 1;
+                let added = try_admit(state, step, slot, &mut budget, rule, chunk);
+                debug_assert_eq!(added, AddResult::Admitted, "checked above");
+                self.gate.pop_front(j);
                 self.version += 1;
-                state.admit(slot, step);
-                let ok = state.allocate(slot, n);
-                debug_assert!(ok, "admission checked the whole prompt fits");
-                state.schedule(slot, n, step);
-                budget -= n;
             }
         }
+        self.order = order;
+    }
+
+    /// The memory guard for candidate `slot`: the quick bound (Σ final sizes), else the exact projected peak.
+    /// Adds the candidate to the running totals when it passes.
+    fn guard_admits(
+        &mut self,
+        state: &SchedulerState,
+        slot: Slot,
+        capacity: u64,
+        profile_built: &mut bool,
+        final_blocks: &mut Option<u64>,
+    ) -> bool {
+        let bs = state.pool().block_size();
+        let finals = *final_blocks
+            .get_or_insert_with(|| state.running().iter().map(|&r| final_size(projection(state.request(r)), bs)).sum());
+        let p = projection(state.request(slot));
+        // Blocks never shrink before a request leaves, so the peak is at most Σ final sizes.
+        if finals + final_size(p, bs) <= capacity {
+            if *profile_built {
+                self.profile.push(p);
+                self.profile.rebuild();
+            }
+        } else if self.guard_blocked.is_some_and(|(v, at)| v == self.version && self.steps < at + GUARD_RECHECK_STEPS) {
+            // Rejected a moment ago and nothing has left or joined since: skip the exact check (being more
+            // conservative for a few steps is always memory-safe).
+            return false;
+        } else if !self.exact_guard(state, profile_built, p, capacity) {
+            self.guard_blocked = Some((self.version, self.steps));
+            return false;
+        }
+        *final_blocks = Some(finals + final_size(p, bs));
+        true
+    }
+}
+
+/// The type WAIT files a request under: its `type_id` when valid, else the type whose output length is nearest
+/// its output-length hint (ties: the shorter type); without a hint, or without known type lengths, the last type.
+pub fn type_of(num_types: usize, type_output_lens: &[u32], type_id: Option<u32>, hint: Option<u32>) -> usize {
+    if let Some(t) = type_id.filter(|&t| (t as usize) < num_types) {
+        return t as usize;
+    }
+    match hint {
+        Some(hint) if !type_output_lens.is_empty() => (0..num_types)
+            .min_by_key(|&j| (type_output_lens[j].abs_diff(hint), type_output_lens[j]))
+            .unwrap_or(num_types - 1),
+        _ => num_types - 1,
     }
 }
 
@@ -398,33 +337,24 @@ impl Policy for WaitPolicy {
     }
 
     fn enqueue(&mut self, state: &SchedulerState, slot: Slot) {
-        let j = self.type_of(state.request(slot));
-        self.queues[j].push_back(slot);
-        self.num_waiting += 1;
+        let r = state.request(slot);
+        self.gate.push_back(self.type_of(r), slot, r.arrival);
     }
 
     fn remove_waiting(&mut self, state: &SchedulerState, slot: Slot) -> bool {
-        let j = self.type_of(state.request(slot));
-        match self.queues[j].iter().position(|&s| s == slot) {
-            Some(pos) => {
-                self.queues[j].remove(pos);
-                self.num_waiting -= 1;
-                true
-            }
-            None => false,
-        }
+        self.gate.remove(self.type_of(state.request(slot)), slot)
     }
 
     fn num_waiting(&self) -> usize {
-        self.num_waiting
+        self.gate.num_waiting()
     }
 
     fn schedule(&mut self, state: &mut SchedulerState, step: &mut Step) {
         self.steps += 1;
         let mut sizes = std::mem::take(&mut self.sizes);
-        self.cohort_sizes(state, &mut sizes);
+        self.gate.cohort_sizes(state.now(), &mut sizes);
         let admitting = sizes.iter().any(|&c| c > 0);
-        if self.config.stall && !admitting && self.num_waiting > 0 {
+        if self.config.stall && !admitting && self.gate.num_waiting() > 0 {
             self.sizes = sizes;
             return;
         }
@@ -437,9 +367,8 @@ impl Policy for WaitPolicy {
             self.version += 1;
         }
         for &slot in &victims {
-            let j = self.type_of(state.request(slot));
-            self.queues[j].push_front(slot);
-            self.num_waiting += 1;
+            let r = state.request(slot);
+            self.gate.push_front(self.type_of(r), slot, r.arrival);
         }
         self.victims = victims;
         if !preempted && admitting {
@@ -453,11 +382,6 @@ impl Policy for WaitPolicy {
     }
 
     fn next_wakeup(&self, state: &SchedulerState) -> Option<f64> {
-        self.queues
-            .iter()
-            .filter_map(|q| q.front())
-            .map(|&s| state.request(s).arrival + self.config.max_wait)
-            .filter(|&t| t > state.now())
-            .min_by(f64::total_cmp)
+        self.gate.next_wakeup(state.now())
     }
 }
