@@ -38,10 +38,24 @@ test-rust:  ## Rust tests (core crate, incl. proptest)
 
 .PHONY: test-python
 test-python: build-dev  ## Python tests (pytest + hypothesis, quick profile) and benchmark smoke runs
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest tests bench
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest tests bench --ignore=tests/vllm_adapter
 
 .PHONY: test
-test: test-rust test-python  ## Everything: Rust and Python tests (installs what it needs into .venv)
+test: test-rust test-python test-vllm  ## Everything: Rust, Python and vLLM-tier tests (installs what it needs)
+
+# The vLLM tier has an environment of its own (vLLM 0.32.0 on CPU, about 2 minutes and 5.7 GB to build), so the
+# core environment never needs torch or vLLM. FLUIDSCHED_REQUIRE_VLLM=1 turns a missing vLLM into an error.
+VLLM_VENV ?= .venv-vllm
+
+.PHONY: vllm-env
+vllm-env:  ## Build the vLLM tier's environment ($(VLLM_VENV)) and install fluidsched into it
+	bash tools/setup_vllm_env.sh $(VLLM_VENV)
+	VIRTUAL_ENV=$(abspath $(VLLM_VENV)) $(VLLM_VENV)/bin/maturin develop --release --quiet
+
+.PHONY: test-vllm
+test-vllm: vllm-env  ## vLLM adapter tests (real vLLM scheduler, fake model outputs; LLM.generate on CPU)
+	FLUIDSCHED_REQUIRE_VLLM=1 HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(VLLM_VENV)/bin/pytest tests/vllm_adapter \
+		-p no:cacheprovider
 
 .PHONY: lint-rust
 lint-rust: $(BIN)/python  ## cargo fmt --check and clippy -D warnings
