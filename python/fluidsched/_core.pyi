@@ -8,6 +8,7 @@ __all__ = [
     "MAX_NUM_BLOCKS",
     "POLICY_NAMES",
     "POLICY_OPTIONS",
+    "AdmissionController",
     "FluidModel",
     "Scheduler",
     "Simulation",
@@ -148,7 +149,7 @@ class AdmissionController:
         type_id: int | None = None,
     ) -> None:
         """A new waiting request (``output_len_hint``: known or predicted output length)."""
-    def on_admitted(self, request_id: int, num_output_tokens: int = 0) -> None:
+    def on_admitted(self, request_id: int, num_output_tokens: int = ...) -> None:
         """The engine started waiting request ``request_id``."""
     def requeue(self, request_id: int) -> None:
         """The engine put ``request_id`` back at the head of its waiting queue (preempted or skipped)."""
