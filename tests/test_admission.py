@@ -138,7 +138,7 @@ def test_nested_wait_pauses_at_a_boundary_and_resumes() -> None:
     )
     ctrl.add_request(7, 16, arrival=0.0)
     # Segment 1's threshold may exceed 1: the deadline lets the lone request in.
-    view = {"num_free_blocks": 100, "usable_blocks": 100, "max_num_seqs": 8}
+    view: dict[str, Any] = {"num_free_blocks": 100, "usable_blocks": 100, "max_num_seqs": 8}
     _, admit, _ = ctrl.decide(now=1.0, num_running=0, **view)
     assert admit == [7]
     ctrl.on_admitted(7, 0)

@@ -162,6 +162,12 @@ impl PyAdmissionController {
         })
     }
 
+    /// Whether the policy reads output progress (call `on_outputs` every step).
+    #[getter]
+    fn wants_outputs(&self) -> PyResult<bool> {
+        guard(|| Ok(self.lock()?.wants_outputs()))
+    }
+
     /// Whether `request_id` is paused at a segment boundary.
     fn is_paused(&self, request_id: Int<u64>) -> PyResult<bool> {
         guard(|| Ok(self.lock()?.is_paused(request_id.0)))
@@ -178,7 +184,7 @@ impl PyAdmissionController {
     }
 
     /// This step's decision: `(admit_all, admit_ids, resume_ids)`.
-    #[pyo3(signature = (*, now, num_running, num_free_blocks, usable_blocks, max_num_seqs))]
+    #[pyo3(signature = (*, now, num_running, num_free_blocks, usable_blocks, max_num_seqs, stalled = false))]
     fn decide(
         &self,
         now: f64,
@@ -186,6 +192,7 @@ impl PyAdmissionController {
         num_free_blocks: Int<u32>,
         usable_blocks: Int<u32>,
         max_num_seqs: Int<u32>,
+        stalled: bool,
     ) -> PyResult<(bool, Vec<u64>, Vec<u64>)> {
         guard(|| {
             if !now.is_finite() {
@@ -197,6 +204,7 @@ impl PyAdmissionController {
                 num_free_blocks: num_free_blocks.0,
                 usable_blocks: usable_blocks.0,
                 max_num_seqs: max_num_seqs.0,
+                stalled,
             };
             let mut c = self.lock()?;
             let d = c.decide(&view);

@@ -157,6 +157,9 @@ class AdmissionController:
         """``request_id`` finished or was aborted; False if it was not held."""
     def on_outputs(self, request_ids: Sequence[int], num_output_tokens: Sequence[int], now: float) -> list[int]:
         """Output progress of running requests; returns the ids that must pause now (Nested WAIT)."""
+    @property
+    def wants_outputs(self) -> bool:
+        """Whether the policy reads output progress: call ``on_outputs`` every step."""
     def is_paused(self, request_id: int) -> bool:
         """Whether ``request_id`` is paused at a segment boundary."""
     def observe_iteration(self, seconds: float, num_tokens: int) -> bool:
@@ -164,9 +167,17 @@ class AdmissionController:
     def next_wakeup(self, now: float) -> float | None:
         """The earliest future deadline that lets a waiting or paused request in."""
     def decide(
-        self, *, now: float, num_running: int, num_free_blocks: int, usable_blocks: int, max_num_seqs: int
+        self,
+        *,
+        now: float,
+        num_running: int,
+        num_free_blocks: int,
+        usable_blocks: int,
+        max_num_seqs: int,
+        stalled: bool = False,
     ) -> tuple[bool, list[int], list[int]]:
-        """This step's decision: ``(admit_all, admit_ids, resume_ids)``."""
+        """This step's decision: ``(admit_all, admit_ids, resume_ids)``; ``stalled``: the previous step computed
+        nothing (Nested WAIT then resumes its longest-paused request rather than wait for a deadline)."""
 
 @final
 class Scheduler:

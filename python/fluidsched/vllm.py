@@ -32,6 +32,8 @@ an unknown key or a bad value fails at start-up with :class:`~fluidsched.Invalid
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -39,6 +41,7 @@ from typing import Any
 
 from fluidsched._core import AdmissionController
 from fluidsched.adapter import AdapterSettings, EngineLimits, build_controller
+from fluidsched.errors import FluidschedError, InvalidConfigError
 
 try:
     import vllm
@@ -68,6 +71,18 @@ _PAUSED_STEP = 1 << 62
 #: Gaps between two steps longer than this are idle time, not an iteration.
 _MAX_ITERATION_S = 5.0
 
+#: Largest output-length hint or type label taken from a request (larger ones are ignored).
+_MAX_HINT = 1 << 30
+
+_log = logging.getLogger(__name__)
+
+
+def _small_int(value: object) -> int | None:
+    """``value`` if it is an int in ``[0, 2**30]`` (not a bool), else None: request fields come from API clients."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_HINT:
+        return value
+    return None
+
 
 class GatedWaitingQueue(FCFSRequestQueue):  # type: ignore[misc]
     """vLLM's FCFS waiting queue that, while a step is scheduled, shows only the requests the policy admits.
@@ -82,6 +97,9 @@ class GatedWaitingQueue(FCFSRequestQueue):  # type: ignore[misc]
         self._owner = owner
         #: While gated: the admitted requests not yet popped, in the policy's order. None: not gated.
         self._allowed: deque[Request] | None = None
+        #: Requests popped while gated but still in the deque (removed in one pass when the gate closes, so a
+        #: step admitting k of n waiting costs O(n + k), not O(k n)).
+        self._taken: set[Request] = set()
 
     def open_gate(self, allowed: Iterable[Request] | None) -> None:
         """Gates the queue to ``allowed`` (None: ungated) until :meth:`close_gate`."""
@@ -90,6 +108,16 @@ class GatedWaitingQueue(FCFSRequestQueue):  # type: ignore[misc]
     def close_gate(self) -> None:
         """Ends the step: the queue is plain FCFS again."""
         self._allowed = None
+        self._compact()
+
+    def _compact(self) -> None:
+        """Drops the requests popped while gated from the deque, in one pass."""
+        if self._taken:
+            taken = self._taken
+            kept: list[Request] = [r for r in super().__iter__() if r not in taken]
+            self.clear()
+            self.extend(kept)
+            taken.clear()
 
     def add_request(self, request: Request) -> None:
         self._owner._on_waiting(request)
@@ -100,10 +128,10 @@ class GatedWaitingQueue(FCFSRequestQueue):  # type: ignore[misc]
             request: Request = self.popleft()
         else:
             request = self._allowed.popleft()
-            if self and self[0] is request:
+            if deque.__len__(self) and self[0] is request:
                 self.popleft()
             else:
-                self.remove(request)
+                self._taken.add(request)
         self._owner._on_popped(request)
         return request
 
@@ -116,23 +144,39 @@ class GatedWaitingQueue(FCFSRequestQueue):  # type: ignore[misc]
 
     def prepend_request(self, request: Request) -> None:
         self._owner._on_requeued(request)
-        self.appendleft(request)
+        if request in self._taken:
+            self._taken.discard(request)  # still in the deque (gated order does not use the deque's)
+        else:
+            self.appendleft(request)
 
     def prepend_requests(self, requests: Iterable[Request]) -> None:
         requests = list(requests)
         for request in requests:
             self._owner._on_requeued(request)
-        self.extendleft(requests)
+        fresh = [r for r in requests if r not in self._taken]
+        self._taken.difference_update(requests)
+        self.extendleft(fresh)
 
     def remove_request(self, request: Request) -> None:
         self._owner._on_removed(request)
+        if request in self._taken:
+            self._taken.discard(request)
         self.remove(request)
 
     def remove_requests(self, requests: Iterable[Request]) -> None:
         requests = list(requests)
         for request in requests:
             self._owner._on_removed(request)
+        self._taken.difference_update(requests)
+        self._compact()
         super().remove_requests(requests)
+
+    def __len__(self) -> int:
+        return deque.__len__(self) - len(self._taken)
+
+    def __iter__(self) -> Any:
+        taken = self._taken
+        return (r for r in super().__iter__() if r not in taken) if taken else super().__iter__()
 
     def __bool__(self) -> bool:
         if self._allowed is None:
@@ -161,6 +205,11 @@ class _FluidschedMixin:
         additional = getattr(vllm_config, "additional_config", None) or {}
         self.fluidsched_settings = AdapterSettings.from_mapping(additional.get("fluidsched"))
         scheduler_config = vllm_config.scheduler_config
+        if str(getattr(scheduler_config, "policy", "fcfs")) != "fcfs":
+            raise InvalidConfigError(
+                f"fluidsched.vllm orders the waiting queue itself; it runs with vLLM's scheduling policy 'fcfs', "
+                f"not {scheduler_config.policy!r} (drop --scheduling-policy)"
+            )
         # Block 0 is vLLM's null block: requests can hold the other num_blocks - 1.
         num_blocks = int(self.kv_cache_config.num_blocks) - 1
         self.fluidsched_limits = EngineLimits(
@@ -172,11 +221,12 @@ class _FluidschedMixin:
         )
         self.controller: AdmissionController = build_controller(self.fluidsched_settings, self.fluidsched_limits)
         self._usable_blocks = num_blocks - int(self.fluidsched_limits.watermark * num_blocks)
-        self._nested = self.controller.policy == "nested-wait"
         self._int_ids: dict[str, int] = {}
         self._by_int: dict[int, Request] = {}
         self._next_int = 0
         self._last_step: tuple[float, int] | None = None
+        self._stalled = False
+        self._wants_outputs = self.controller.wants_outputs
         if len(self.waiting):
             raise RuntimeError("fluidsched: vLLM's waiting queue is not empty at start-up")
         self.waiting = GatedWaitingQueue(self)
@@ -184,24 +234,40 @@ class _FluidschedMixin:
     # -- bookkeeping hooks (called by the gated queue and by the overrides below) --
 
     def _on_waiting(self, request: Request) -> None:
+        # Runs inside vLLM's add_request: it must never raise (request fields come from API clients), so bad
+        # hints are ignored and anything the controller refuses is logged and left to vLLM's own rule.
+        old = self._int_ids.pop(request.request_id, None)
+        if old is not None:  # the same id again (vLLM re-queues a resumable request): forget the old entry
+            self._by_int.pop(old, None)
+            self.controller.finish(old)
         rid = self._next_int
         self._next_int += 1
+        extra = getattr(request.sampling_params, "extra_args", None)
+        extra = extra if isinstance(extra, dict) else {}
+        hint = _small_int(extra.get("fluidsched_output_len"))
+        if hint is None and self.fluidsched_settings.output_len_hint == "max_tokens":
+            hint = _small_int(getattr(request, "max_tokens", None))
+        arrival = getattr(request, "arrival_time", None)
+        if not isinstance(arrival, (int, float)) or not math.isfinite(arrival):
+            arrival = self.clock()
+        try:
+            self.controller.add_request(
+                rid,
+                max(1, min(int(request.num_prompt_tokens), _MAX_HINT)),
+                arrival=float(arrival),
+                output_len_hint=max(1, hint) if hint is not None else None,
+                type_id=_small_int(extra.get("fluidsched_type")),
+            )
+        except FluidschedError as e:
+            _log.warning("fluidsched: request %s is left to vLLM's own rule: %s", request.request_id, e)
+            return
         self._int_ids[request.request_id] = rid
         self._by_int[rid] = request
-        extra = getattr(request.sampling_params, "extra_args", None) or {}
-        hint = extra.get("fluidsched_output_len")
-        if hint is None and self.fluidsched_settings.output_len_hint == "max_tokens":
-            hint = request.max_tokens
-        self.controller.add_request(
-            rid,
-            max(1, request.num_prompt_tokens),
-            arrival=float(request.arrival_time),
-            output_len_hint=max(1, int(hint)) if hint is not None else None,
-            type_id=extra.get("fluidsched_type"),
-        )
 
     def _on_popped(self, request: Request) -> None:
-        self.controller.on_admitted(self._int_ids[request.request_id], request.num_output_tokens)
+        rid = self._int_ids.get(request.request_id)
+        if rid is not None:
+            self.controller.on_admitted(rid, request.num_output_tokens)
 
     def _on_requeued(self, request: Request) -> None:
         # A paused request that vLLM preempted must not stay paused once it runs again.
@@ -234,6 +300,7 @@ class _FluidschedMixin:
             num_free_blocks=self.kv_cache_manager.block_pool.get_num_free_blocks(),
             usable_blocks=self._usable_blocks,
             max_num_seqs=self.max_num_running_reqs,
+            stalled=self._stalled,
         )
         for rid in resume:
             paused = self._by_int.get(rid)
@@ -252,12 +319,14 @@ class _FluidschedMixin:
             self.waiting.close_gate()
         tokens = int(output.total_num_scheduled_tokens)
         self._last_step = (now, tokens) if tokens else None
+        self._stalled = tokens == 0
         return output
 
     def update_from_output(self, scheduler_output: Any, model_runner_output: Any) -> Any:
-        """vLLM's ``update_from_output()``; Nested WAIT then pauses requests that finished their segment."""
+        """vLLM's ``update_from_output()``, then output progress for the policy: Nested WAIT pauses requests that
+        finished their segment; WAIT's memory guard projects each running request from where it is."""
         result = super().update_from_output(scheduler_output, model_runner_output)  # type: ignore[misc]
-        if self._nested:
+        if self._wants_outputs:
             ids: list[int] = []
             outs: list[int] = []
             requests = self.requests
@@ -265,8 +334,10 @@ class _FluidschedMixin:
             for req_id in scheduler_output.num_scheduled_tokens:
                 request = requests.get(req_id)
                 if request is not None and request.status == RequestStatus.RUNNING:
-                    ids.append(int_ids[req_id])
-                    outs.append(request.num_output_tokens)
+                    rid = int_ids.get(req_id)
+                    if rid is not None:
+                        ids.append(rid)
+                        outs.append(request.num_output_tokens)
             for rid in self.controller.on_outputs(ids, outs, self.clock()):
                 self._by_int[rid].next_decode_eligible_step = _PAUSED_STEP
         return result

@@ -304,6 +304,11 @@ proptest! {
             // The reference models the admission rule alone; the memory guard's own property (exact lengths ⇒ no
             // preemption) is checked in fuzz_ops.
             ("memory_guard", OptionValue::Bool(false)),
+            // The paper's rule: no admission credit, no online rates, no backlog drain (their mechanics are
+            // tested in gate::wait_gate).
+            ("credit", OptionValue::Bool(false)),
+            ("rate_estimation", OptionValue::Bool(false)),
+            ("backlog", OptionValue::Num(0.0)),
         ]);
         let queues = vec![VecDeque::new(); th.len()];
         run(Scheduler::new(cfg, p).unwrap(), Ref::Wait(Wait { thresholds: th, rule, max_wait, queues }), &reqs, &ab, true)?;
@@ -321,6 +326,8 @@ proptest! {
             ("max_wait", OptionValue::Num(max_wait)),
             ("num_segments", OptionValue::Num(f64::from(segments))),
             ("strict_break", OptionValue::Bool(strict)),
+            // The paper's entry rule: no admission credit (its mechanics are tested in gate::segment_gate).
+            ("credit", OptionValue::Bool(false)),
         ]);
         let p = NestedWaitPolicy::from_options(o, &ctx).unwrap();
         let n1 = p.plan().thresholds[0];

@@ -21,6 +21,7 @@ mod harness;
 #[path = "fuzz_ops/rules.rs"]
 mod rules;
 
+use fluidsched_core::gate::CohortTracking;
 use fluidsched_core::policies::{NestedWaitPolicy, POLICY_NAMES, WaitPolicy, build_policy};
 use fluidsched_core::policy::{OptionValue, PolicyOptions};
 use fluidsched_core::sim::policy_context;
@@ -81,6 +82,13 @@ fn options(name: &str, k: &Knobs, num_types: usize) -> Vec<(String, OptionValue)
     let opts: Vec<(&str, OptionValue)> = match name {
         "wait" => {
             let mut o = vec![("max_wait", OptionValue::Num(k.max_wait)), ("stall", OptionValue::Bool(k.flag2))];
+            if k.b & 1 == 0 {
+                // The paper's cohort rule alone, whose threshold rule `rules_for` checks; otherwise the defaults
+                // (admission credit, online rates, backlog drain), checked for the general invariants.
+                o.push(("credit", OptionValue::Bool(false)));
+                o.push(("rate_estimation", OptionValue::Bool(false)));
+                o.push(("backlog", OptionValue::Num(0.0)));
+            }
             if k.flag1 {
                 let th = (0..num_types).map(|j| f64::from(1 + (k.a >> j) % 4)).collect();
                 o.push(("thresholds", OptionValue::List(th)));
@@ -92,6 +100,8 @@ fn options(name: &str, k: &Knobs, num_types: usize) -> Vec<(String, OptionValue)
             ("num_segments", num(1 + k.a % 5)),
             ("per_stage_caps", OptionValue::Bool(k.flag1)),
             ("strict_break", OptionValue::Bool(k.flag2)),
+            // Odd `b`: segment 1's admission credit (the default), checked for the general invariants only.
+            ("credit", OptionValue::Bool(k.b & 1 == 1)),
         ],
         "sarathi" => vec![("token_budget", num(1 + k.a % 600)), ("chunked_prefill", OptionValue::Bool(k.flag1))],
         "mc-sf" => vec![("on_infeasible", OptionValue::Str(if k.flag1 { "skip" } else { "stop" }.into()))],
@@ -126,12 +136,14 @@ fn rules_for(
             // The memory guard (on by default) admits only what fits at its projected peak: with exact lengths WAIT
             // never needs to preempt. (Under `stall` the guard still holds; the rule is the same.)
             let no_preempt = if p.config().memory_guard { NoPreempt::IfExactHints } else { NoPreempt::Unchecked };
-            Rules::new(budget, false, no_preempt, Some(Threshold::Wait(Box::new(p), k.max_wait)))
+            let paper = p.config().tracking == CohortTracking::PAPER;
+            Rules::new(budget, false, no_preempt, paper.then(|| Threshold::Wait(Box::new(p), k.max_wait)))
         }
         "nested-wait" => {
             let p = NestedWaitPolicy::from_options(PolicyOptions::new(name, opts.to_vec()), ctx)
                 .expect("built once already");
-            Rules::new(budget, true, NoPreempt::Unchecked, Some(Threshold::Nested(p.plan().thresholds[0], k.max_wait)))
+            let rule = (k.b & 1 == 0).then(|| Threshold::Nested(p.plan().thresholds[0], k.max_wait));
+            Rules::new(budget, true, NoPreempt::Unchecked, rule)
         }
         other => panic!("no rules for policy {other:?}: add it to fuzz_ops.rs"),
     }

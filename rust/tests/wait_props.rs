@@ -174,15 +174,24 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
-    fn wait_per_type(c in case(), max_wait in 0.01f64..0.5, explicit in any::<bool>(), stall in any::<bool>()) {
+    fn wait_per_type(
+        c in case(), max_wait in 0.01f64..0.5, explicit in any::<bool>(), stall in any::<bool>(), tracked in any::<bool>(),
+    ) {
         let mut opts = vec![("max_wait".to_string(), OptionValue::Num(max_wait)), ("stall".to_string(), OptionValue::Bool(stall))];
         if explicit {
             let th: Vec<f64> = (0..c.types.len()).map(|j| 1.0 + (j * 3 % 5) as f64).collect();
             opts.push(("thresholds".to_string(), OptionValue::List(th)));
         }
+        if !tracked {
+            // The paper's cohort rule alone: the threshold rule below holds exactly. With the defaults (credit,
+            // online rates, backlog drain) cohorts may exceed n_j; the other properties still hold.
+            opts.push(("credit".to_string(), OptionValue::Bool(false)));
+            opts.push(("rate_estimation".to_string(), OptionValue::Bool(false)));
+            opts.push(("backlog".to_string(), OptionValue::Num(0.0)));
+        }
         let policy = WaitPolicy::from_options(PolicyOptions::new("wait", opts), &context(&c)).unwrap();
         let th = policy.config().thresholds.clone();
-        drive(&c, Box::new(policy), |g| Some(th[g]), max_wait, true)?;
+        drive(&c, Box::new(policy), |g| (!tracked).then(|| th[g]), max_wait, true)?;
     }
 
     #[test]
@@ -194,15 +203,20 @@ proptest! {
     }
 
     #[test]
-    fn nested_wait(c in case(), max_wait in 0.01f64..0.5, caps in any::<bool>(), strict in any::<bool>(), segments in 1u32..6) {
+    fn nested_wait(
+        c in case(), max_wait in 0.01f64..0.5, caps in any::<bool>(), strict in any::<bool>(), segments in 1u32..6,
+        credit in any::<bool>(),
+    ) {
         let opts = vec![
             ("max_wait".to_string(), OptionValue::Num(max_wait)),
             ("per_stage_caps".to_string(), OptionValue::Bool(caps)),
             ("strict_break".to_string(), OptionValue::Bool(strict)),
             ("num_segments".to_string(), OptionValue::Num(f64::from(segments))),
+            ("credit".to_string(), OptionValue::Bool(credit)),
         ];
         let policy = NestedWaitPolicy::from_options(PolicyOptions::new("nested-wait", opts), &context(&c)).unwrap();
         let n1 = policy.plan().thresholds[0];
-        drive(&c, Box::new(policy), |g| (g == 0).then_some(n1), max_wait, false)?;
+        // Segment 1's threshold rule holds exactly without the credit; with it, the other properties.
+        drive(&c, Box::new(policy), |g| (g == 0 && !credit).then_some(n1), max_wait, false)?;
     }
 }

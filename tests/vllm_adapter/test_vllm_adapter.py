@@ -190,8 +190,12 @@ def typed_arrivals(draw: st.DrawFn) -> list[Arrival]:
 @settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(arrivals=typed_arrivals())
 def test_wait_starts_nothing_below_threshold_except_by_the_flush(model_dir: str, arrivals: list[Arrival]) -> None:
+    # The paper's cohort rule (no admission credit, no online rates): what this property states exactly.
+    paper = {"credit": False, "rate_estimation": False, "backlog": 0}
     config = settings_for(
-        "wait", types=WAIT_TYPES, options={"thresholds": WAIT_THRESHOLDS, "max_wait": MAX_WAIT, "memory_guard": False}
+        "wait",
+        types=WAIT_TYPES,
+        options={"thresholds": WAIT_THRESHOLDS, "max_wait": MAX_WAIT, "memory_guard": False, **paper},
     )
     sched = h.make_vllm_scheduler(
         make_scheduler, model_dir=model_dir, num_blocks=4000, max_num_seqs=64, additional_config=config
@@ -329,3 +333,84 @@ def test_thresholds_use_the_engines_numbers(model_dir: str) -> None:
     # A cache of 199 blocks caps the cohorts the fluid model allows; a large one does not.
     assert sum(small.controller.thresholds) <= sum(large.controller.thresholds)
     assert small.controller.thresholds != large.controller.thresholds or small.controller.thresholds == [1, 1]
+
+
+# --- robustness: what API clients and engine settings can throw at the adapter -------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["vllm", "wait", "nested-wait"])
+def test_bad_request_fields_never_crash_the_engine(model_dir: str, policy: str) -> None:
+    from vllm import SamplingParams
+
+    extra = {"types": [[16, 8, 5.0]], "options": {"max_wait": 0.1}} if policy != "vllm" else {}
+    sched = h.make_vllm_scheduler(make_scheduler, model_dir=model_dir, additional_config=settings_for(policy, **extra))
+    bad_args: list[dict[str, Any]] = [
+        {"fluidsched_output_len": "abc"},
+        {"fluidsched_output_len": [5]},
+        {"fluidsched_output_len": 2**40},
+        {"fluidsched_output_len": True},
+        {"fluidsched_type": "chat"},
+        {"fluidsched_type": -1},
+        {"fluidsched_type": 10**9},
+    ]
+    arrivals = []
+    for i, args in enumerate(bad_args):
+        request = h.make_request(f"x{i}", 12, 5, block_size=BLOCK)
+        request.sampling_params = SamplingParams(max_tokens=5, ignore_eos=True, extra_args=args)
+        arrivals.append(request)
+    odd = h.make_request("nan", 12, 5, block_size=BLOCK, arrival_time=float("nan"))
+    result = h.run_steps(sched, {0: [*arrivals, odd]}, 400)
+    assert result.finished == {f"x{i}" for i in range(len(bad_args))} | {"nan"}
+    assert h.kv_free_blocks(sched) == h.kv_total_usable_blocks(sched)
+
+
+def test_priority_scheduling_is_refused_at_startup(model_dir: str) -> None:
+    with pytest.raises(fluidsched.InvalidConfigError, match="fcfs"):
+        h.make_vllm_scheduler(
+            make_scheduler, model_dir=model_dir, policy="priority", additional_config=settings_for("vllm")
+        )
+
+
+def test_a_cache_full_of_paused_requests_does_not_stall(model_dir: str) -> None:
+    # One long request pauses at its segment boundary holding most of a small cache; two more wait for blocks.
+    # Without the deadlock breaker vLLM would schedule nothing until the paused request's deadline (1 s).
+    config = settings_for(
+        "nested-wait",
+        types=[[16, 12, 50.0]],
+        time_model="linear",
+        d0=0.01,
+        d1=1e-5,
+        options={"segments": [2], "max_wait": 1.0},
+    )
+    sched = h.make_vllm_scheduler(
+        make_scheduler, model_dir=model_dir, num_blocks=40, max_num_seqs=16, additional_config=config
+    )
+    assert sched.controller.thresholds[1] >= 2
+    arrivals = [Arrival(0, "a", 480, 6), Arrival(1, "b", 200, 4), Arrival(2, "c", 200, 4)]
+    empty_steps = 0
+
+    def after(step: int, out: Any) -> None:
+        nonlocal empty_steps
+        empty_steps += out.total_num_scheduled_tokens == 0 and sched.has_requests()
+
+    seen = drive(sched, arrivals, dt=0.01, max_steps=400, after=after)
+    assert seen.finished == {"a", "b", "c"}
+    assert empty_steps <= 2, f"{empty_steps} empty steps: the engine idled with paused requests in the cache"
+    assert seen.steps < 60
+
+
+def test_admitting_from_a_long_queue_keeps_the_queue_consistent(model_dir: str) -> None:
+    # WAIT admits cohorts scattered through a long FCFS queue; the gated queue removes them lazily.
+    config = settings_for("wait", types=[[16, 8, 1.0], [16, 32, 1.0]], options={"thresholds": [3, 5]})
+    sched = h.make_vllm_scheduler(
+        make_scheduler, model_dir=model_dir, num_blocks=4000, max_num_seqs=8, additional_config=config
+    )
+    arrivals = [Arrival(0, f"q{i}", 8, 8 if i % 3 else 32) for i in range(60)]
+
+    def after(step: int, out: Any) -> None:
+        queue = sched.waiting
+        assert len(queue) == len(list(queue)) == sched.controller.num_waiting
+        assert not ({r.request_id for r in queue} & {r.request_id for r in sched.running})
+
+    seen = drive(sched, arrivals, dt=DT, max_steps=2000, after=after)
+    assert seen.finished == {a.req_id for a in arrivals}

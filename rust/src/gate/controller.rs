@@ -37,6 +37,8 @@ pub struct AdmissionView {
     pub usable_blocks: u32,
     /// Most requests running at once.
     pub max_num_seqs: u32,
+    /// The previous step computed nothing (for Nested WAIT's deadlock breaker).
+    pub stalled: bool,
 }
 
 /// The controller's answer for one step.
@@ -63,9 +65,10 @@ struct Running {
     waiting: Waiting,
     /// Nested WAIT: segment tag (see [`PAUSED`]).
     tag: u32,
-    /// WAIT's guard: projected tokens at admission and the decision count then.
+    /// WAIT's guard: projected tokens at admission (its final size is fixed from then on).
     projection: Projection,
-    admitted_at: u64,
+    /// Output tokens emitted so far (reported through `on_outputs`).
+    out: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -92,7 +95,6 @@ pub struct AdmissionController {
     /// Σ final blocks of the running requests (WAIT's quick guard bound).
     final_blocks: u64,
     block_size: u32,
-    decisions: u64,
     /// The time model in use (planned `d0`, `d1`) and the correction applied to it.
     d0: f64,
     d1: f64,
@@ -126,7 +128,8 @@ impl AdmissionController {
                 let headroom = options.clone().f64("headroom", DEFAULT_HEADROOM)?;
                 let p = WaitPolicy::from_options(options, ctx)?;
                 let c = p.config();
-                let gate = WaitGate::new(c.thresholds.clone(), c.admission, c.max_wait)?;
+                let gate = WaitGate::new(c.thresholds.clone(), c.admission, c.max_wait)?
+                    .with_tracking(c.tracking, &c.rates)?;
                 let replan = p.plan().map(|_| WaitReplan { ctx: ctx.clone(), headroom });
                 let kind = Kind::Wait {
                     gate,
@@ -154,7 +157,6 @@ impl AdmissionController {
             running: HashMap::new(),
             final_blocks: 0,
             block_size: ctx.config.block_size,
-            decisions: 0,
             d0: ctx.d0,
             d1: ctx.d1,
             correction: 1.0,
@@ -247,6 +249,7 @@ impl AdmissionController {
             Kind::AdmitAll => {}
             Kind::Wait { gate, .. } => {
                 gate.remove(w.type_j, id);
+                gate.admitted(w.type_j);
             }
             Kind::Nested { gate, .. } => {
                 tag = gate.segment_of(num_output_tokens);
@@ -256,7 +259,7 @@ impl AdmissionController {
         let remaining = w.hint.map_or(1, |d| d.saturating_sub(num_output_tokens)).max(1);
         let projection = Projection { base: w.prompt_len + num_output_tokens - 1, steps: remaining };
         self.final_blocks += final_blocks(projection, self.block_size);
-        self.running.insert(id, Running { waiting: w, tag, projection, admitted_at: self.decisions });
+        self.running.insert(id, Running { waiting: w, tag, projection, out: num_output_tokens });
         Ok(())
     }
 
@@ -266,7 +269,11 @@ impl AdmissionController {
         let w = r.waiting;
         match &mut self.kind {
             Kind::AdmitAll => {}
-            Kind::Wait { gate, .. } => gate.push_front(w.type_j, id, w.arrival),
+            Kind::Wait { gate, .. } => {
+                // Skipped by the engine (or preempted): it gets its unit of credit back.
+                gate.refund(w.type_j);
+                gate.push_front(w.type_j, id, w.arrival);
+            }
             Kind::Nested { gate, .. } => gate.requeue_front(id, w.arrival),
         }
         self.waiting.insert(id, w);
@@ -299,14 +306,25 @@ impl AdmissionController {
         Some(r)
     }
 
+    /// Whether the policy reads output progress ([`Self::on_outputs`]): Nested WAIT (to pause at segment
+    /// boundaries) and WAIT with its memory guard (to project each running request from where it is).
+    pub fn wants_outputs(&self) -> bool {
+        match &self.kind {
+            Kind::AdmitAll => false,
+            Kind::Wait { memory_guard, .. } => *memory_guard,
+            Kind::Nested { .. } => true,
+        }
+    }
+
     /// Running request `ids[i]` has emitted `num_output_tokens[i]` tokens by time `now`. Returns the ids that
     /// just finished their segment and must pause (Nested WAIT; always empty otherwise). Unknown ids are
     /// ignored (requests the engine started before the controller knew them).
     pub fn on_outputs(&mut self, ids: &[u64], num_output_tokens: &[u32], now: f64) -> Vec<u64> {
         let mut paused = Vec::new();
-        let Kind::Nested { gate, .. } = &mut self.kind else { return paused };
         for (&id, &out) in ids.iter().zip(num_output_tokens) {
-            if let Some(r) = self.running.get_mut(&id) {
+            let Some(r) = self.running.get_mut(&id) else { continue };
+            r.out = out;
+            if let Kind::Nested { gate, .. } = &mut self.kind {
                 let tag = gate.pause_tag(id, r.tag, out, now);
                 if tag != r.tag && tag & PAUSED != 0 {
                     paused.push(id);
@@ -370,8 +388,9 @@ impl AdmissionController {
 
     /// This step's decision. Paused requests it resumes count as resumed from now on.
     pub fn decide(&mut self, view: &AdmissionView) -> &Decision {
-        self.decisions += 1;
-        self.decision.admit.clear();
+        if !matches!(self.kind, Kind::Nested { .. }) {
+            self.decision.admit.clear();
+        }
         self.decision.resume.clear();
         self.decision.admit_all = matches!(self.kind, Kind::AdmitAll);
         let room = view.max_num_seqs.saturating_sub(view.num_running) as usize;
@@ -384,10 +403,12 @@ impl AdmissionController {
     }
 
     fn decide_wait(&mut self, view: &AdmissionView, room: usize) {
+        let (mut sizes, mut order) = (std::mem::take(&mut self.sizes), std::mem::take(&mut self.order));
+        if let Kind::Wait { gate, .. } = &mut self.kind {
+            gate.cohort_sizes(view.now, &mut sizes);
+        }
         let Kind::Wait { gate, memory_guard, .. } = &self.kind else { return };
         let memory_guard = *memory_guard;
-        let (mut sizes, mut order) = (std::mem::take(&mut self.sizes), std::mem::take(&mut self.order));
-        gate.cohort_sizes(view.now, &mut sizes);
         gate.admission_order(&sizes, &mut order);
         let capacity = u64::from(view.usable_blocks);
         let mut finals = self.final_blocks;
@@ -406,10 +427,10 @@ impl AdmissionController {
                         if !profile_built {
                             self.profile.clear(self.block_size);
                             for r in self.running.values() {
-                                let elapsed = (self.decisions - r.admitted_at).min(u64::from(u32::MAX)) as u32;
-                                let steps = r.projection.steps.saturating_sub(elapsed).max(1);
-                                let base = r.projection.base + (r.projection.steps - steps);
-                                self.profile.push(Projection { base, steps });
+                                // The simulator's projection: `num_tokens − 1` now, growing to the known end.
+                                let w = &r.waiting;
+                                let steps = w.hint.map_or(1, |d| d.saturating_sub(r.out)).max(1);
+                                self.profile.push(Projection { base: w.prompt_len + r.out - 1, steps });
                             }
                             self.profile.rebuild();
                             profile_built = true;
@@ -434,7 +455,12 @@ impl AdmissionController {
     }
 
     fn decide_nested(&mut self, view: &AdmissionView, room: usize) {
+        // Whether the previous decision let requests in (their prefills were cut if the step came out empty).
+        let admitted_before = !self.decision.admit.is_empty();
+        self.decision.admit.clear();
         let Kind::Nested { gate, .. } = &mut self.kind else { return };
+        let used = f64::from(view.usable_blocks.saturating_sub(view.num_free_blocks)) * f64::from(self.block_size);
+        gate.begin_step(view.now, used);
         for s in 0..gate.num_segments() {
             let count = match gate.entry_decision(s, view.now) {
                 Entry::Skip | Entry::Pass => continue,
@@ -446,6 +472,21 @@ impl AdmissionController {
             } else {
                 for _ in 0..count {
                     let Some((id, tag)) = gate.resume(s) else { break };
+                    if let Some(r) = self.running.get_mut(&id) {
+                        r.tag = tag;
+                    }
+                    self.decision.resume.push(id);
+                }
+            }
+        }
+        // Deadlock breaker (the simulator's step 4, in the engine's terms): the previous decision let requests in
+        // but the step computed nothing, every running request is paused and this decision resumes none: a cache
+        // full of paused requests keeps the entry out until a deadline. Resume the longest-paused one now.
+        let active = self.running.len() - gate.num_paused();
+        let cut = view.stalled && admitted_before && !self.decision.admit.is_empty();
+        if cut && active == 0 && self.decision.resume.is_empty() && gate.num_paused() > 0 {
+            if let Some(s) = gate.longest_paused() {
+                if let Some((id, tag)) = gate.resume(s) {
                     if let Some(r) = self.running.get_mut(&id) {
                         r.tag = tag;
                     }
@@ -477,7 +518,14 @@ mod tests {
     }
 
     fn view(now: f64) -> AdmissionView {
-        AdmissionView { now, num_running: 0, num_free_blocks: 1000, usable_blocks: 990, max_num_seqs: 256 }
+        AdmissionView {
+            now,
+            num_running: 0,
+            num_free_blocks: 1000,
+            usable_blocks: 990,
+            max_num_seqs: 256,
+            stalled: false,
+        }
     }
 
     #[test]

@@ -17,4 +17,4 @@ pub mod wait_gate;
 
 pub use controller::{AdmissionController, AdmissionView, Decision};
 pub use segment_gate::{Entry, PAUSED, SegmentGate, SegmentGateOptions};
-pub use wait_gate::{AdmissionRule, WaitGate};
+pub use wait_gate::{AdmissionRule, CohortTracking, WaitGate};

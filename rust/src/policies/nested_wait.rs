@@ -71,6 +71,7 @@ impl NestedWaitPolicy {
         "strict_break",
         "rate_estimation",
         "ewma_alpha",
+        "credit",
         "max_wait",
         "headroom",
     ];
@@ -85,6 +86,7 @@ impl NestedWaitPolicy {
         let per_stage_caps = options.bool("per_stage_caps", false)?;
         let strict_break = options.bool("strict_break", false)?;
         let rate_estimation = options.bool("rate_estimation", false)?;
+        let credit = options.bool("credit", true)?;
         let alpha = options.f64("ewma_alpha", 0.02)?;
         let max_wait = options.opt_f64("max_wait")?;
         let headroom = options.f64("headroom", super::wait::DEFAULT_HEADROOM)?;
@@ -154,6 +156,7 @@ impl NestedWaitPolicy {
             strict_break,
             max_wait,
             rate_estimation: rate_estimation.then_some(alpha),
+            credit,
         };
         Ok(NestedWaitPolicy {
             gate: SegmentGate::new(dist, input, plan, opts),
@@ -254,6 +257,8 @@ impl NestedWaitPolicy {
     /// The flowchart's entry loop (step 3 of the module documentation).
     fn enter_segments(&mut self, state: &mut SchedulerState, step: &mut Step, mut budget: u32) {
         let now = state.now();
+        let used = f64::from(state.pool().num_used()) * f64::from(state.pool().block_size());
+        self.gate.begin_step(now, used);
         for s in 0..self.gate.num_segments() {
             let count = match self.gate.entry_decision(s, now) {
                 Entry::Skip | Entry::Pass => continue,

@@ -35,7 +35,7 @@ use crate::batch::{AddResult, MemoryRule, engine_chunk, try_admit};
 use crate::error::{Error, Result};
 use crate::fluid::{FluidModel, ThresholdPlan, fluid_thresholds, reference_thresholds};
 pub use crate::gate::AdmissionRule;
-use crate::gate::WaitGate;
+use crate::gate::{CohortTracking, WaitGate};
 use crate::policies::PolicyContext;
 use crate::policies::kv_profile::{KvProfile, Projection};
 use crate::policies::vllm::schedule_running;
@@ -59,6 +59,10 @@ pub struct WaitConfig {
     pub max_wait: f64,
     /// Admit only while the projected KV peak (known lengths) fits above the watermark.
     pub memory_guard: bool,
+    /// Cohort sizing beyond the paper's rule (credit, online rates, backlog drain).
+    pub tracking: CohortTracking,
+    /// Planned arrival rate of each type (may be empty: unknown).
+    pub rates: Vec<f64>,
 }
 
 /// The WAIT policy.
@@ -92,12 +96,24 @@ pub const MAX_WAIT_INTERVALS: f64 = 20.0;
 
 impl WaitPolicy {
     /// Options accepted by [`WaitPolicy::from_options`].
-    pub const OPTIONS: &'static [&'static str] =
-        &["thresholds", "total_limit", "admission", "stall", "max_wait", "headroom", "memory_guard"];
+    pub const OPTIONS: &'static [&'static str] = &[
+        "thresholds",
+        "total_limit",
+        "admission",
+        "stall",
+        "max_wait",
+        "headroom",
+        "memory_guard",
+        "credit",
+        "rate_estimation",
+        "ewma_alpha",
+        "backlog",
+    ];
 
     /// A policy from explicit settings.
     pub fn new(config: WaitConfig) -> Result<Self> {
-        let gate = WaitGate::new(config.thresholds.clone(), config.admission, config.max_wait)?;
+        let gate = WaitGate::new(config.thresholds.clone(), config.admission, config.max_wait)?
+            .with_tracking(config.tracking, &config.rates)?;
         if !config.type_output_lens.is_empty() && config.type_output_lens.len() != config.thresholds.len() {
             return Err(Error::config("wait: type_output_lens must have one entry per threshold"));
         }
@@ -126,7 +142,13 @@ impl WaitPolicy {
         let max_wait = options.opt_f64("max_wait")?;
         let headroom = options.f64("headroom", DEFAULT_HEADROOM)?;
         let memory_guard = options.bool("memory_guard", true)?;
+        let d = CohortTracking::DEFAULT;
+        let credit = options.bool("credit", d.credit)?;
+        let rate_estimation = options.bool("rate_estimation", d.rate_estimation.is_some())?;
+        let alpha = options.f64("ewma_alpha", d.rate_estimation.unwrap_or(0.05))?;
+        let backlog = options.f64("backlog", d.backlog)?;
         options.finish(Self::OPTIONS)?;
+        let tracking = CohortTracking { credit, rate_estimation: rate_estimation.then_some(alpha), backlog };
         let types = &ctx.types;
         let mut plan = None;
         let thresholds: Vec<u32> = match (explicit, total_limit) {
@@ -174,6 +196,8 @@ impl WaitPolicy {
             stall,
             max_wait,
             memory_guard,
+            tracking,
+            rates: types.iter().map(|t| t.rate).collect(),
         };
         let mut policy = WaitPolicy::new(config)?;
         policy.plan = plan;
@@ -250,6 +274,7 @@ impl WaitPolicy {
                 let added = try_admit(state, step, slot, &mut budget, rule, chunk);
                 debug_assert_eq!(added, AddResult::Admitted, "checked above");
                 self.gate.pop_front(j);
+                self.gate.admitted(j);
                 self.version += 1;
             }
         }
