@@ -4,7 +4,7 @@ memory binding: the evidence for the cohort-tracking defaults (``docs/wait.md`` 
 For each mix and ``max_num_seqs`` it prints one Markdown table: throughput (tok/s), mean TTFT (s) and preemptions
 per 1,000 requests for ``vllm``, ``wait`` with the paper's rule alone (``wait-paper``), ``wait`` (defaults),
 ``nested-wait`` with the paper's entry rule (``nested-paper``) and ``nested-wait`` (defaults), at loads
-ρ = rate / ``plan()``'s maximum sustainable rate, and the better of the two fluidsched defaults relative to vLLM.
+rho = rate / ``plan()``'s maximum sustainable rate, and the better of the two fluidsched defaults relative to vLLM.
 
 Examples::
 
@@ -46,7 +46,7 @@ def sweep(
     max_rate = plan["max_rate_per_s"]
     print(f"\n### {len(mix)} types, max_num_seqs {max_num_seqs} (plan's max rate {max_rate:.2f} req/s)\n")
     header = " | ".join(f"{name} tok/s, TTFT, pre/1k" for name, _, _ in VARIANTS)
-    print(f"| ρ | {header} | best fluidsched vs vllm |")
+    print(f"| rho | {header} | best fluidsched vs vllm |")
     print("|---" * (len(VARIANTS) + 2) + "|")
     for rho in loads:
         rate = rho * max_rate
@@ -68,7 +68,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--mix", choices=("two", "ten"), action="append", help="type mixes (default: two)")
     p.add_argument("--max-num-seqs", type=int, action="append", help="concurrency caps (default: 256 and 4096)")
-    p.add_argument("--load", type=float, action="append", help="ρ values (default 0.5 … 1.2)")
+    p.add_argument("--load", type=float, action="append", help="loads rho = rate / max rate (default 0.5 ... 1.2)")
     p.add_argument("--num-requests", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()

@@ -151,6 +151,21 @@ pub fn try_admit(
     AddResult::Admitted
 }
 
+/// The step's token budget and chunking rule: the engine's (`max_num_batched_tokens`, `enable_chunked_prefill`),
+/// or, given a policy's own `token_budget`, that budget with chunked prefill (Sarathi-Serve's stall-free
+/// batching under a per-step token budget).
+pub fn step_budget(
+    state: &SchedulerState,
+    token_budget: Option<u32>,
+) -> (u32, impl Fn(u32, u32) -> Option<u32> + Copy + use<>) {
+    let cfg = *state.config();
+    let (budget, chunked) = match token_budget {
+        Some(b) => (b, true),
+        None => (cfg.max_num_batched_tokens, cfg.enable_chunked_prefill),
+    };
+    (budget, move |owed, left| prefill_chunk(owed, left, chunked, budget))
+}
+
 /// The engine's chunking rule ([`prefill_chunk`] with the scheduler's `enable_chunked_prefill` and
 /// `max_num_batched_tokens`), as a closure for [`serve_running`] and [`try_admit`].
 pub fn engine_chunk(state: &SchedulerState) -> impl Fn(u32, u32) -> Option<u32> + Copy + use<> {

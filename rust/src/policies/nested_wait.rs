@@ -34,7 +34,7 @@
 //! the arrival rate; when it drifts more than 10 % from the rate the plan was made for, the thresholds (and
 //! caps) are recomputed for the new rate; the segments stay.
 
-use crate::batch::{AddResult, MemoryRule, engine_chunk, serve_running, try_admit};
+use crate::batch::{AddResult, MemoryRule, serve_running, step_budget, try_admit};
 use crate::error::{Error, Result, check_positive};
 use crate::fluid::{LengthDistribution, SegmentPlan, SegmentPlanInput, plan_segments, quantile_boundaries};
 use crate::gate::{Entry, PAUSED, SegmentGate, SegmentGateOptions};
@@ -52,6 +52,8 @@ pub struct NestedWaitPolicy {
     scratch: Vec<Slot>,
     /// Set when a ready or due entry was cut by KV capacity this step.
     entry_blocked: bool,
+    /// A per-step token budget with chunked prefill instead of the engine's `max_num_batched_tokens`.
+    token_budget: Option<u32>,
 }
 
 /// Default number of quantile segments.
@@ -72,6 +74,7 @@ impl NestedWaitPolicy {
         "rate_estimation",
         "ewma_alpha",
         "credit",
+        "token_budget",
         "max_wait",
         "headroom",
     ];
@@ -87,6 +90,7 @@ impl NestedWaitPolicy {
         let strict_break = options.bool("strict_break", false)?;
         let rate_estimation = options.bool("rate_estimation", false)?;
         let credit = options.bool("credit", true)?;
+        let token_budget = super::wait::token_budget_option(&mut options, "nested-wait")?;
         let alpha = options.f64("ewma_alpha", 0.02)?;
         let max_wait = options.opt_f64("max_wait")?;
         let headroom = options.f64("headroom", super::wait::DEFAULT_HEADROOM)?;
@@ -162,6 +166,7 @@ impl NestedWaitPolicy {
             gate: SegmentGate::new(dist, input, plan, opts),
             scratch: Vec::new(),
             entry_blocked: false,
+            token_budget,
         })
     }
 
@@ -216,7 +221,7 @@ impl NestedWaitPolicy {
 
     /// Lets up to `count` requests into segment 1 from the waiting queue; returns false if capacity cut the cohort.
     fn enter_first(&mut self, state: &mut SchedulerState, step: &mut Step, count: usize, budget: &mut u32) -> bool {
-        let chunk = engine_chunk(state);
+        let (_, chunk) = step_budget(state, self.token_budget);
         let rule = MemoryRule::WholePrefill { allocate_whole: false };
         for _ in 0..count {
             let Some(slot) = self.gate.front_waiting() else { return true };
@@ -289,7 +294,7 @@ impl NestedWaitPolicy {
             state.preempt(victim, step);
             self.requeue(state, victim);
         }
-        let mut budget = state.config().max_num_batched_tokens;
+        let (mut budget, _) = step_budget(state, self.token_budget);
         self.enter_later(state, step, s, 1, &mut budget);
     }
 }
@@ -318,7 +323,7 @@ impl Policy for NestedWaitPolicy {
 
     fn schedule(&mut self, state: &mut SchedulerState, step: &mut Step) {
         self.pause_finished_segments(state);
-        let budget = state.config().max_num_batched_tokens;
+        let (budget, _) = step_budget(state, self.token_budget);
         self.entry_blocked = false;
         let (budget, preempted) = self.schedule_active(state, step, budget);
         if !preempted {

@@ -31,14 +31,13 @@
 //! A request whose `type_id` is missing or out of range is given the type whose output length is nearest its
 //! output-length hint (ties: the shorter type); without a hint, or without known type lengths, the last type.
 
-use crate::batch::{AddResult, MemoryRule, engine_chunk, try_admit};
+use crate::batch::{AddResult, MemoryRule, serve_running, step_budget, try_admit};
 use crate::error::{Error, Result};
 use crate::fluid::{FluidModel, ThresholdPlan, fluid_thresholds, reference_thresholds};
 pub use crate::gate::AdmissionRule;
 use crate::gate::{CohortTracking, WaitGate};
 use crate::policies::PolicyContext;
 use crate::policies::kv_profile::{KvProfile, Projection};
-use crate::policies::vllm::schedule_running;
 use crate::policy::{Policy, PolicyOptions};
 use crate::request::{Request, Slot};
 use crate::scheduler::SchedulerState;
@@ -63,6 +62,9 @@ pub struct WaitConfig {
     pub tracking: CohortTracking,
     /// Planned arrival rate of each type (may be empty: unknown).
     pub rates: Vec<f64>,
+    /// A per-step token budget with chunked prefill (Sarathi-Serve's batching) instead of the engine's
+    /// `max_num_batched_tokens`: WAIT decides who starts, the budget how their prompts are batched.
+    pub token_budget: Option<u32>,
 }
 
 /// The WAIT policy.
@@ -108,6 +110,7 @@ impl WaitPolicy {
         "rate_estimation",
         "ewma_alpha",
         "backlog",
+        "token_budget",
     ];
 
     /// A policy from explicit settings.
@@ -147,6 +150,7 @@ impl WaitPolicy {
         let rate_estimation = options.bool("rate_estimation", d.rate_estimation.is_some())?;
         let alpha = options.f64("ewma_alpha", d.rate_estimation.unwrap_or(0.05))?;
         let backlog = options.f64("backlog", d.backlog)?;
+        let token_budget = token_budget_option(&mut options, "wait")?;
         options.finish(Self::OPTIONS)?;
         let tracking = CohortTracking { credit, rate_estimation: rate_estimation.then_some(alpha), backlog };
         let types = &ctx.types;
@@ -198,6 +202,7 @@ impl WaitPolicy {
             memory_guard,
             tracking,
             rates: types.iter().map(|t| t.rate).collect(),
+            token_budget,
         };
         let mut policy = WaitPolicy::new(config)?;
         policy.plan = plan;
@@ -250,7 +255,7 @@ impl WaitPolicy {
         let mut order = std::mem::take(&mut self.order);
         self.gate.admission_order(sizes, &mut order);
         let guard_capacity = u64::from(state.pool().usable_blocks());
-        let chunk = engine_chunk(state);
+        let (_, chunk) = step_budget(state, self.config.token_budget);
         let rule = MemoryRule::WholePrefill { allocate_whole: false };
         // The running requests' projection is built lazily: only once a candidate passes the cheaper checks, and
         // only if the quick bound (every request at its final size at once) does not already settle it.
@@ -340,6 +345,15 @@ fn projection(r: &Request) -> Projection {
     Projection { base: r.num_tokens() - 1, steps: remaining }
 }
 
+/// The `token_budget` option (an integer >= 1), shared by WAIT and Nested WAIT.
+pub(crate) fn token_budget_option(options: &mut PolicyOptions, policy: &str) -> Result<Option<u32>> {
+    match options.opt_f64("token_budget")? {
+        None => Ok(None),
+        Some(b) if b >= 1.0 && b.fract() == 0.0 && b <= f64::from(u32::MAX) => Ok(Some(b as u32)),
+        Some(b) => Err(Error::config(format!("{policy}: token_budget must be an integer >= 1, got {b}"))),
+    }
+}
+
 /// `MAX_WAIT_INTERVALS × max_j n_j / λ_j` over the types with `n_j ≥ 2` (the others never wait), or 1 s when
 /// no such type has a known rate.
 pub(crate) fn default_max_wait(thresholds: &[u32], rates: impl Iterator<Item = f64>) -> f64 {
@@ -385,8 +399,14 @@ impl Policy for WaitPolicy {
         }
         let mut victims = std::mem::take(&mut self.victims);
         victims.clear();
-        let budget = state.config().max_num_batched_tokens;
-        let (budget, preempted) = schedule_running(state, step, budget, |slot| victims.push(slot));
+        let (budget, chunk) = step_budget(state, self.config.token_budget);
+        let (budget, preempted) = serve_running(
+            state,
+            step,
+            budget,
+            |r, left| chunk(r.num_owed_tokens(), left),
+            |_, slot| victims.push(slot),
+        );
         // Victims come newest first: pushing each to the front leaves the oldest at the head.
         if !victims.is_empty() {
             self.version += 1;
