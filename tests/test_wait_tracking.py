@@ -16,6 +16,7 @@ PAPER_WAIT = {"credit": False, "rate_estimation": False, "backlog": 0.0}
 
 
 def two_type_workload(rho: float, max_num_seqs: int, n: int = 6000) -> fluidsched.Workload:
+    """The two-type mix at load ``rho`` relative to ``plan``'s largest sustainable rate under ``max_num_seqs``."""
     rate = rho * fluidsched.plan(types=TWO_TYPES, max_num_seqs=max_num_seqs, **MODEL)["max_rate_per_s"]
     total = sum(r for _, _, r in TWO_TYPES)
     return fluidsched.Workload.from_types([(p, o, w / total * rate) for p, o, w in TWO_TYPES], n, seed=1)
@@ -29,7 +30,7 @@ def test_credit_keeps_admission_up_with_arrivals_under_a_concurrency_cap(
 ) -> None:
     # At vLLM's default max_num_seqs the planned cohorts round down to 1 request per step, fewer than arrive: the
     # paper's rule lets the queue grow (seconds more TTFT, throughput lost); the credit admits what arrives.
-    workload = two_type_workload(rho, 256)
+    workload = two_type_workload(rho, 4096)  # rho relative to the memory limit: max_num_seqs 256 binds first
     tracked = fluidsched.simulate(workload, policy, max_num_seqs=256, **MODEL).summary()
     rule = fluidsched.simulate(workload, policy, max_num_seqs=256, policy_options=paper, **MODEL).summary()
     baseline = fluidsched.simulate(workload, "vllm", max_num_seqs=256, **MODEL).summary()
@@ -72,3 +73,18 @@ def test_tracking_options_are_listed() -> None:
         assert option in fluidsched.POLICY_OPTIONS["nested-wait"]
     with pytest.raises(fluidsched.InvalidConfigError, match="backlog"):
         fluidsched.simulate(two_type_workload(0.5, 256, n=50), "wait", policy_options={"backlog": -1.0}, **MODEL)
+
+
+@pytest.mark.parametrize(("max_num_seqs", "binding"), [(128, "max_num_seqs"), (4096, "memory")])
+def test_plan_names_the_binding_limit_and_wait_reaches_its_throughput(max_num_seqs: int, binding: str) -> None:
+    # The fluid model now carries max_num_seqs and max_num_batched_tokens as well as memory: plan says which one
+    # limits the sustainable rate, and WAIT in overload reaches the throughput plan gives for the arrival mix.
+    workload = two_type_workload(1.2, max_num_seqs, n=20_000)
+    rate = 1.2 * fluidsched.plan(types=TWO_TYPES, max_num_seqs=max_num_seqs, **MODEL)["max_rate_per_s"]
+    total = sum(r for _, _, r in TWO_TYPES)
+    p = fluidsched.plan(types=[(a, b, w / total * rate) for a, b, w in TWO_TYPES], max_num_seqs=max_num_seqs, **MODEL)
+    assert p["max_rate_binding"] == binding
+    assert p["binding_constraint"] == binding
+    assert not p["limits_feasible"]
+    reached = fluidsched.simulate(workload, "wait", max_num_seqs=max_num_seqs, **MODEL).summary()
+    assert reached["throughput_tokens_per_s"] == pytest.approx(p["mix_throughput_tokens_per_s"], rel=0.02)

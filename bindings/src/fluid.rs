@@ -37,6 +37,8 @@ fn solution_dict<'py>(py: Python<'py>, s: &FluidSolution) -> PyResult<Bound<'py,
     d.set_item("batch_size", s.batch_size)?;
     d.set_item("memory_required_tokens", s.memory_required)?;
     d.set_item("memory_feasible", s.memory_feasible)?;
+    d.set_item("limits_feasible", s.limits_feasible)?;
+    d.set_item("binding_constraint", s.binding.map(|b| b.name()))?;
     d.set_item("demand_throughput_tokens_per_s", s.demand_throughput)?;
     d.set_item("throughput_tokens_per_s", s.throughput)?;
     d.set_item("optimal", point_dict(py, &s.optimal)?)?;
@@ -151,6 +153,8 @@ pub fn py_plan<'py>(
     d.set_item("capacity_tokens", p.capacity_tokens)?;
     d.set_item("fluid", solution_dict(py, &p.fluid)?)?;
     d.set_item("max_rate_per_s", p.max_rate)?;
+    d.set_item("max_rate_binding", p.max_rate_binding.name())?;
+    d.set_item("mix_throughput_tokens_per_s", p.mix_throughput)?;
     d.set_item("wait_thresholds", p.wait_thresholds.clone())?;
     if let Some(w) = &p.wait_plan {
         d.set_item("wait_target_iteration_time_s", w.target_iteration_time)?;

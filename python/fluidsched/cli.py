@@ -304,10 +304,18 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             f"(demand {result['demand_throughput_tokens_per_s']:.1f})",
         ),
         (
-            "memory-limited optimum",
-            f"{optimal['throughput_tokens_per_s']:.1f} tokens/s at batch {optimal['batch_size']:.1f}",
+            "fluid optimum",
+            f"{optimal['throughput_tokens_per_s']:.1f} tokens/s at batch {optimal['batch_size']:.1f}"
+            + (f" (limited by {result['binding_constraint']})" if result["binding_constraint"] else " (demand served)"),
         ),
-        ("max sustainable rate", f"{result['max_rate_per_s']:.3f} requests/s (same mix)"),
+        (
+            "at the arrival mix",
+            f"{result['mix_throughput_tokens_per_s']:.1f} tokens/s (what a policy that drops no type can reach)",
+        ),
+        (
+            "max sustainable rate",
+            f"{result['max_rate_per_s']:.3f} requests/s (same mix; limited by {result['max_rate_binding']})",
+        ),
         ("WAIT thresholds", " ".join(str(n) for n in result["wait_thresholds"])),
         ("Nested WAIT segments", " ".join(str(b) for b in result["nested_segments"]) or "(one segment)"),
         ("Nested WAIT thresholds", " ".join(str(n) for n in result["nested_wait_thresholds"])),

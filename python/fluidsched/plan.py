@@ -23,6 +23,10 @@ PLAN_KEYS: tuple[str, ...] = (
     "throughput_tokens_per_s",
     "demand_throughput_tokens_per_s",
     "max_rate_per_s",
+    "max_rate_binding",
+    "binding_constraint",
+    "limits_feasible",
+    "mix_throughput_tokens_per_s",
     "wait_thresholds",
     "nested_wait_thresholds",
     "nested_segments",
@@ -51,9 +55,13 @@ def plan(
 ) -> dict[str, Any]:
     """Solves the fluid model for ``types`` (``(prompt_len, output_len, rate)`` tuples) or a ``workload`` and
     returns the equilibrium (``rho``, ``stable``, ``iteration_time_s`` = T*, ``batch_size`` = N*,
-    ``memory_required_tokens`` = M*, ``memory_feasible``, ``throughput_tokens_per_s``), the largest sustainable
-    arrival rate for the same mix (``max_rate_per_s``), and the thresholds WAIT (``wait_thresholds``, one per type)
-    and Nested WAIT (``nested_wait_thresholds``, one per segment) would use in a simulation with the same settings.
+    ``memory_required_tokens`` = M*, ``memory_feasible``), whether it also respects ``max_num_seqs`` and
+    ``max_num_batched_tokens`` (``limits_feasible``), the fluid-optimal throughput under all of them
+    (``throughput_tokens_per_s``; ``binding_constraint`` names the limit when the demand cannot be served:
+    ``memory``, ``max_num_seqs`` or ``max_num_batched_tokens``), the largest sustainable arrival rate for the
+    same mix (``max_rate_per_s``, set by ``max_rate_binding``), and the thresholds WAIT (``wait_thresholds``, one
+    per type) and Nested WAIT (``nested_wait_thresholds``, one per segment) would use in a simulation with the
+    same settings.
 
     For a workload without type labels, types come from binning its output lengths (see ``docs/wait.md``). The
     time model is linearised as ``d0 + d1 * tokens`` for the fluid model.

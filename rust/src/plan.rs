@@ -2,7 +2,7 @@
 //! use for it, computed by building the very policies a simulation would build.
 
 use crate::error::Result;
-use crate::fluid::{FluidModel, FluidSolution, SegmentPlan, ThresholdPlan};
+use crate::fluid::{Binding, FluidModel, FluidSolution, SegmentPlan, ThresholdPlan};
 use crate::policies::{NestedWaitPolicy, PolicyContext, WaitPolicy};
 use crate::policy::{OptionValue, PolicyOptions};
 use crate::workload::RequestType;
@@ -20,8 +20,14 @@ pub struct Plan {
     pub capacity_tokens: f64,
     /// The fluid equilibrium at the given rates.
     pub fluid: FluidSolution,
-    /// Largest total arrival rate (same type mix) that is stable and memory-feasible, requests per second.
+    /// Largest total arrival rate (same type mix) that is stable and fits memory, `max_num_seqs` and
+    /// `max_num_batched_tokens`, requests per second.
     pub max_rate: f64,
+    /// The constraint that sets `max_rate`.
+    pub max_rate_binding: Binding,
+    /// Output tokens per second when the arrival mix is kept (what WAIT, which drops no type, can reach):
+    /// `min(Σλ, max_rate) · Σ_j p_j K_j`.
+    pub mix_throughput: f64,
     /// WAIT's per-type thresholds.
     pub wait_thresholds: Vec<u32>,
     /// How WAIT's thresholds were chosen (None if they were given explicitly).
@@ -39,9 +45,14 @@ pub fn plan(
 ) -> Result<Plan> {
     let cfg = &ctx.config;
     let capacity_tokens = ctx.config.usable_tokens() as f64;
-    let model = FluidModel::new(ctx.types.clone(), ctx.d0, ctx.d1, capacity_tokens)?.with_block_size(cfg.block_size)?;
+    let model = FluidModel::new(ctx.types.clone(), ctx.d0, ctx.d1, capacity_tokens)?
+        .with_block_size(cfg.block_size)?
+        .with_limits(cfg.max_num_seqs, cfg.max_num_batched_tokens)?;
     let fluid = model.solve()?;
-    let max_rate = model.max_rate()?;
+    let (max_rate, max_rate_binding) = model.max_rate_binding()?;
+    let total_rate: f64 = ctx.types.iter().map(|t| t.rate).sum();
+    let mean_output: f64 = ctx.types.iter().map(|t| t.rate / total_rate * f64::from(t.output_len)).sum();
+    let mix_throughput = total_rate.min(max_rate) * mean_output;
     let wait = WaitPolicy::from_options(PolicyOptions::new("wait", wait_options), ctx)?;
     let nested = NestedWaitPolicy::from_options(PolicyOptions::new("nested-wait", nested_options), ctx)?;
     Ok(Plan {
@@ -51,6 +62,8 @@ pub fn plan(
         capacity_tokens,
         fluid,
         max_rate,
+        max_rate_binding,
+        mix_throughput,
         wait_thresholds: wait.config().thresholds.clone(),
         wait_plan: wait.plan().cloned(),
         nested: nested.plan().clone(),

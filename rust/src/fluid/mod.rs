@@ -12,6 +12,6 @@ pub mod segments;
 pub mod thresholds;
 
 pub use binning::types_from_lengths;
-pub use model::{FluidModel, FluidPoint, FluidSolution, kv_token_iterations};
+pub use model::{Binding, FluidModel, FluidPoint, FluidSolution, kv_token_iterations};
 pub use segments::{LengthDistribution, SegmentPlan, SegmentPlanInput, plan_segments, quantile_boundaries};
 pub use thresholds::{ThresholdPlan, fluid_thresholds, reference_thresholds};

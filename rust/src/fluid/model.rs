@@ -26,6 +26,32 @@ pub struct FluidModel {
     pub capacity_tokens: f64,
     /// KV block size in tokens: each request's memory is rounded up to whole blocks (1 = exact tokens).
     pub block_size: u32,
+    /// Most requests in flight (the scheduler's `max_num_seqs`); None: unlimited.
+    pub max_num_seqs: Option<f64>,
+    /// Most tokens in one iteration (the scheduler's `max_num_batched_tokens`); None: unlimited.
+    pub max_num_batched_tokens: Option<f64>,
+}
+
+/// The constraint that limits a fluid operating point (or the largest sustainable rate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// KV memory (above the watermark, block-rounded).
+    Memory,
+    /// `max_num_seqs`: requests in flight.
+    MaxNumSeqs,
+    /// `max_num_batched_tokens`: tokens per iteration.
+    MaxNumBatchedTokens,
+}
+
+impl Binding {
+    /// Stable name, as `plan` reports it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Binding::Memory => "memory",
+            Binding::MaxNumSeqs => "max_num_seqs",
+            Binding::MaxNumBatchedTokens => "max_num_batched_tokens",
+        }
+    }
 }
 
 /// One operating point of the fluid: what is served and what it costs.
@@ -62,6 +88,11 @@ pub struct FluidSolution {
     pub memory_required: f64,
     /// Whether the equilibrium exists and fits: `ρ < 1` and `M* ≤ M`.
     pub memory_feasible: bool,
+    /// Whether the equilibrium also respects `max_num_seqs` (`N* ≤`) and `max_num_batched_tokens` (tokens per
+    /// iteration `T* Σ_j λ_j w_j ≤`).
+    pub limits_feasible: bool,
+    /// What limits the fluid-optimal point: None when the whole demand is served.
+    pub binding: Option<Binding>,
     /// Offered output tokens per second, `Σ_j λ_j K_j`.
     pub demand_throughput: f64,
     /// Fluid-optimal output tokens per second: the demand when feasible, the memory-limited optimum otherwise.
@@ -100,7 +131,15 @@ pub fn kv_token_iterations(prompt_len: f64, iterations: f64, block_size: u32) ->
 impl FluidModel {
     /// A validated model with exact token accounting (`block_size` 1).
     pub fn new(types: Vec<RequestType>, d0: f64, d1: f64, capacity_tokens: f64) -> Result<Self> {
-        let model = FluidModel { types, d0, d1, capacity_tokens, block_size: 1 };
+        let model = FluidModel {
+            types,
+            d0,
+            d1,
+            capacity_tokens,
+            block_size: 1,
+            max_num_seqs: None,
+            max_num_batched_tokens: None,
+        };
         model.validate()?;
         Ok(model)
     }
@@ -108,6 +147,15 @@ impl FluidModel {
     /// The same model with KV memory rounded up to blocks of `block_size` tokens.
     pub fn with_block_size(mut self, block_size: u32) -> Result<Self> {
         self.block_size = block_size;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// The same model under the scheduler's limits: `max_num_seqs` requests in flight and
+    /// `max_num_batched_tokens` tokens per iteration.
+    pub fn with_limits(mut self, max_num_seqs: u32, max_num_batched_tokens: u32) -> Result<Self> {
+        self.max_num_seqs = Some(f64::from(max_num_seqs));
+        self.max_num_batched_tokens = Some(f64::from(max_num_batched_tokens));
         self.validate()?;
         Ok(self)
     }
@@ -131,6 +179,12 @@ impl FluidModel {
         check_positive("fluid model: capacity_tokens", self.capacity_tokens)?;
         if self.block_size == 0 {
             return Err(Error::config("fluid model: block_size must be >= 1"));
+        }
+        if let Some(n) = self.max_num_seqs {
+            check_positive("fluid model: max_num_seqs", n)?;
+        }
+        if let Some(n) = self.max_num_batched_tokens {
+            check_positive("fluid model: max_num_batched_tokens", n)?;
         }
         Ok(())
     }
@@ -192,7 +246,37 @@ impl FluidModel {
         served
     }
 
-    /// Solves the fluid: equilibrium, feasibility and the fluid-optimal throughput.
+    /// The largest factor `f ≤ 1` by which served rates `y` can be scaled and still respect `max_num_seqs` and
+    /// `max_num_batched_tokens`, with the limit that binds. Scaling by f gives `N(f) = d0 f C / (1 − f B)` (C =
+    /// `Σ y_j K_j`, B = `d1 Σ y_j w_j`), so `N(f) ≤ S` iff `f ≤ S / (d0 C + S B)`; tokens per iteration likewise
+    /// with `W = Σ y_j w_j`.
+    fn limit_scale(&self, terms: &[TypeTerms], served: &[f64]) -> (f64, Option<Binding>) {
+        let c: f64 = terms.iter().zip(served).map(|(t, y)| t.iterations * y).sum();
+        let w: f64 = terms.iter().zip(served).map(|(t, y)| t.work * y).sum();
+        let b = self.d1 * w;
+        let mut best = (1.0, None);
+        for (limit, per_unit, binding) in [
+            (self.max_num_seqs, c, Binding::MaxNumSeqs),
+            (self.max_num_batched_tokens, w, Binding::MaxNumBatchedTokens),
+        ] {
+            if let Some(limit) = limit {
+                let f = limit / (self.d0 * per_unit + limit * b);
+                if f < best.0 {
+                    best = (f, Some(binding));
+                }
+            }
+        }
+        best
+    }
+
+    /// Solves the fluid: equilibrium, feasibility and the fluid-optimal throughput under every constraint the
+    /// scheduler enforces (memory, `max_num_seqs`, `max_num_batched_tokens`).
+    ///
+    /// When the demand does not fit, the optimal point starts from the memory-limited optimum (the demand
+    /// itself when memory fits) and, if that breaks `max_num_seqs` or `max_num_batched_tokens`, scales its
+    /// served rates down uniformly until the binding limit holds. With memory alone binding this is the exact
+    /// optimum; with a concurrency or token limit binding it keeps the memory optimum's mix (exact for one type,
+    /// a feasible point within the optimum's reach otherwise).
     pub fn solve(&self) -> Result<FluidSolution> {
         self.validate()?;
         let terms = self.terms();
@@ -201,8 +285,24 @@ impl FluidModel {
         let demand = self.point(&terms, terms.iter().map(|t| t.rate).collect());
         let memory_feasible = stable && demand.memory <= self.capacity_tokens;
         let demand_throughput = demand.throughput;
-        let optimal =
-            if memory_feasible { demand.clone() } else { self.point(&terms, self.memory_limited_optimum(&terms)) };
+        let (demand_scale, _) = self.limit_scale(&terms, &demand.served_rates);
+        let limits_feasible = memory_feasible && demand_scale >= 1.0;
+        let (optimal, binding) = if limits_feasible {
+            (demand.clone(), None)
+        } else {
+            // The knapsack's constraint implies ρ < 1 for what it serves: memory binds, not compute.
+            let (base, mut binding) = if memory_feasible {
+                (demand.served_rates.clone(), None)
+            } else {
+                (self.memory_limited_optimum(&terms), Some(Binding::Memory))
+            };
+            let (f, limit) = self.limit_scale(&terms, &base);
+            if f < 1.0 {
+                binding = limit;
+            }
+            let served = base.iter().map(|y| y * f.min(1.0)).collect();
+            (self.point(&terms, served), binding)
+        };
         Ok(FluidSolution {
             rho,
             stable,
@@ -211,6 +311,8 @@ impl FluidModel {
             batch_size: demand.batch_size,
             memory_required: demand.memory,
             memory_feasible,
+            limits_feasible,
+            binding,
             demand_throughput,
             throughput: optimal.throughput,
             optimal,
@@ -220,13 +322,37 @@ impl FluidModel {
     /// The largest total arrival rate, with the types' rates kept in proportion, that is both stable and
     /// memory-feasible: with mix `p_j = λ_j / Σλ`, `A = Σ p_j S_j` and `B = d1 Σ p_j w_j`, `M*(Λ) = d0 Λ A / (1 −
     /// Λ B) ≤ M` gives `Λ_max = M / (d0 A + M B)` (which also satisfies `Λ_max B < 1`).
+    ///
+    /// Under `max_num_seqs` S and `max_num_batched_tokens` Bt the same form applies with `C = Σ p_j K_j` and
+    /// `W = Σ p_j w_j` in place of A: `Λ ≤ S / (d0 C + S B)` and `Λ ≤ Bt / (d0 W + Bt B)`; the smallest bound
+    /// is the largest sustainable rate, and [`Self::max_rate_binding`] names it.
     pub fn max_rate(&self) -> Result<f64> {
+        Ok(self.max_rate_binding()?.0)
+    }
+
+    /// [`Self::max_rate`] with the constraint that sets it.
+    pub fn max_rate_binding(&self) -> Result<(f64, Binding)> {
         self.validate()?;
         let terms = self.terms();
         let total: f64 = terms.iter().map(|t| t.rate).sum();
-        let a: f64 = terms.iter().map(|t| t.rate / total * t.kv_sum).sum();
-        let b: f64 = terms.iter().map(|t| t.rate / total * self.d1 * t.work).sum();
-        Ok(self.capacity_tokens / (self.d0 * a + self.capacity_tokens * b))
+        let mix = |f: &dyn Fn(&TypeTerms) -> f64| -> f64 { terms.iter().map(|t| t.rate / total * f(t)).sum() };
+        let a = mix(&|t| t.kv_sum);
+        let c = mix(&|t| t.iterations);
+        let w = mix(&|t| t.work);
+        let b = self.d1 * w;
+        let mut best = (self.capacity_tokens / (self.d0 * a + self.capacity_tokens * b), Binding::Memory);
+        for (limit, per_unit, binding) in [
+            (self.max_num_seqs, c, Binding::MaxNumSeqs),
+            (self.max_num_batched_tokens, w, Binding::MaxNumBatchedTokens),
+        ] {
+            if let Some(limit) = limit {
+                let rate = limit / (self.d0 * per_unit + limit * b);
+                if rate < best.0 {
+                    best = (rate, binding);
+                }
+            }
+        }
+        Ok(best)
     }
 
     /// The same model with every rate multiplied by `factor` (the mix kept), for sweeps.
@@ -242,6 +368,47 @@ impl FluidModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn two_types(scale: f64) -> FluidModel {
+        let types = vec![
+            RequestType { prompt_len: 50, output_len: 156, rate: 167.0 * scale },
+            RequestType { prompt_len: 100, output_len: 171, rate: 31.0 * scale },
+        ];
+        FluidModel::new(types, 0.01, 8e-5, 118_784.0).unwrap().with_block_size(16).unwrap()
+    }
+
+    #[test]
+    fn max_rate_names_the_binding_limit() {
+        let free = two_types(0.25);
+        let (rate, binding) = free.max_rate_binding().unwrap();
+        assert_eq!(binding, Binding::Memory);
+        // A concurrency cap below the memory-limited batch binds instead, at N(Λ) = max_num_seqs exactly.
+        let capped = free.clone().with_limits(128, 1 << 20).unwrap();
+        let (rate_capped, binding) = capped.max_rate_binding().unwrap();
+        assert_eq!(binding, Binding::MaxNumSeqs);
+        assert!(rate_capped < rate);
+        let at_cap = capped.scaled(rate_capped / capped.types.iter().map(|t| t.rate).sum::<f64>()).unwrap();
+        let sol = at_cap.solve().unwrap();
+        assert!((sol.batch_size - 128.0).abs() < 1e-6, "{}", sol.batch_size);
+        // A token budget below the per-iteration demand binds likewise.
+        let tokens = free.with_limits(1 << 20, 512).unwrap();
+        assert_eq!(tokens.max_rate_binding().unwrap().1, Binding::MaxNumBatchedTokens);
+    }
+
+    #[test]
+    fn overload_optimum_respects_every_limit() {
+        let m = two_types(1.0).with_limits(256, 8192).unwrap();
+        let sol = m.solve().unwrap();
+        assert!(!sol.limits_feasible);
+        assert_eq!(sol.binding, Some(Binding::MaxNumSeqs));
+        assert!(sol.optimal.batch_size <= 256.0 + 1e-9);
+        assert!(sol.optimal.memory <= m.capacity_tokens + 1e-6);
+        // Light load: the whole demand is served and nothing binds.
+        let light = two_types(0.05).with_limits(256, 8192).unwrap().solve().unwrap();
+        assert!(light.limits_feasible);
+        assert_eq!(light.binding, None);
+        assert_eq!(light.throughput, light.demand_throughput);
+    }
 
     #[test]
     fn block_rounded_kv_sum_matches_a_loop() {
