@@ -24,6 +24,7 @@ from fluidsched.demo import DEMO_RATE
 REQUIRED_KEYS = (
     "num_requests",
     "num_finished",
+    "num_rejected",
     "throughput_tokens_per_s",
     "requests_per_s",
     "latency_mean_s",

@@ -27,7 +27,11 @@ class Spec:
 TYPES = [(16, 8, 4.0), (48, 24, 2.0), (8, 40, 1.0)]  # (prompt, output, rate): small requests of three types
 
 #: Policies whose own option replaces ``max_num_batched_tokens`` (documented in their modules).
-BUDGET_OPTION = {"sarathi": "token_budget"}
+BUDGET_OPTION = {"sarathi": "token_budget", "vllm-v0": "max_tokens_in_batch"}
+#: Policies with Vidur's padded cap instead of a token budget: a step that admits holds only whole prefills, with
+#: ``len(prefills) * max(prefills) <= budget`` unless it is a single prefill; decode-only steps are not capped
+#: (documented in ``rust/src/policies/vllm_v0.rs``).
+PADDED_BUDGET = {"vllm-v0"}
 #: Policies that cap only prefills with ``max_num_batched_tokens``: decodes are never capped, and a prefill longer
 #: than the whole budget runs whole as the step's only prefill (documented in ``rust/src/policies/mc_sf.rs``).
 PREFILL_ONLY_BUDGET = {"mc-sf"}
@@ -152,6 +156,13 @@ class Driver:
         if self.policy in PREFILL_ONLY_BUDGET:
             prefills = [n for _, n, prefill in step.scheduled if prefill]
             assert sum(prefills) <= self.max_num_batched_tokens or len(prefills) == 1
+        elif self.policy in PADDED_BUDGET:
+            prefills = [n for _, n, prefill in step.scheduled if prefill]
+            if prefills:
+                assert len(prefills) == len(step.scheduled), "a prefill-only step holds a decode"
+                assert len(prefills) * max(prefills) <= self.max_num_batched_tokens or len(prefills) == 1
+            else:
+                assert all(n == 1 for _, n, _ in step.scheduled)
         else:
             assert step.num_batched_tokens <= self.max_num_batched_tokens
         assert all(n >= 1 for _, n, _ in step.scheduled)

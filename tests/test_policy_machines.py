@@ -10,7 +10,8 @@ scheduler against a small pure-Python model of the state after every rule:
   ceil(computed / block_size) blocks (Orca reserves more) and every waiting one none, and aborting or finishing
   a request returns exactly its blocks;
 - every request finishes or is aborted exactly once, and nothing is lost (held + finished + aborted = added);
-- the policy's own rule: FCFS first admission (vllm, sarathi, orca, sglang), the token budget (sarathi's own),
+- the policy's own rule: FCFS first admission (vllm, sarathi, orca, sglang, vllm-v0), the token budget (sarathi's own;
+  for vllm-v0 Vidur's padded cap on prefill-only steps, a lone prefill exempt, and no decode in a step that admits),
   no preemption for orca, and none for mc-sf and wait while all lengths are exact;
 - liveness: at teardown, stepping without new arrivals (jumping to the policy's wake-up time when a step is
   empty) finishes every request within a bounded number of steps.
@@ -36,15 +37,18 @@ MAX_NUM_SEQS = 6
 MAX_TOKENS = 64
 TYPES = [(6, 5, 3.0), (20, 12, 1.0)]  # (prompt, output, rate) for the policies that plan from types
 D0, D1 = 0.01, 1e-3
-FCFS = {"vllm", "sarathi", "orca", "sglang"}
+FCFS = {"vllm", "sarathi", "orca", "sglang", "vllm-v0"}
 USABLE_TOKENS = NUM_BLOCKS * BLOCK_SIZE  # the watermark is 0 here
 
 OPTIONS: dict[str, dict[str, bool | int | float | str | Sequence[float]]] = {
     "sarathi": {"token_budget": 32},
     "orca": {"max_tokens": USABLE_TOKENS},
+    "vllm-v0": {"max_tokens_in_batch": MAX_TOKENS},
 }
 #: Per-iteration token budget each policy works under.
 BUDGETS = {"sarathi": 32}
+#: Policies with Vidur's padded cap instead of a token budget (``rust/src/policies/vllm_v0.rs``).
+PADDED = {"vllm-v0"}
 
 
 @dataclass
@@ -157,7 +161,14 @@ def machine_for(policy: str) -> type[RuleBasedStateMachine]:
             w = self.w
             tokens = sum(n for _, n, _ in step.scheduled)
             budget = BUDGETS.get(policy, MAX_TOKENS)
-            if policy != "mc-sf":  # MC-SF may run one whole prefill past the budget (documented)
+            if policy in PADDED:
+                prefills = [n for _, n, prefill in step.scheduled if prefill]
+                if step.admitted:
+                    assert len(prefills) == len(step.scheduled) == len(step.admitted), "decode in an admitting step"
+                    assert len(prefills) == 1 or len(prefills) * max(prefills) <= budget, f"padded cap: {prefills}"
+                else:
+                    assert not prefills, f"prefill without admission: {step.scheduled}"
+            elif policy != "mc-sf":  # MC-SF may run one whole prefill past the budget (documented)
                 assert tokens <= budget, f"{tokens} tokens > budget {budget}"
             for rid in step.preempted:
                 m = w.requests[rid]

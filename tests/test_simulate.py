@@ -23,11 +23,26 @@ FloatArray = npt.NDArray[np.float64]
 REL = 1e-9
 
 
+#: Every per-request array of a :class:`SimResult`.
+PER_REQUEST_ARRAYS = (
+    "arrival",
+    "first_scheduled",
+    "first_token",
+    "finish",
+    "prompt_len",
+    "output_len",
+    "num_preemptions",
+    "rejected",
+    "trimmed",
+)
+
+
 def recomputed_summary(r: SimResult) -> dict[str, float]:
-    """Every summary metric, recomputed in NumPy from the result's arrays."""
+    """Every summary metric, recomputed in NumPy from the result's arrays (rejected requests count only in
+    ``num_requests`` and ``num_rejected``: the span starts at the first served arrival)."""
     n = len(r.arrival)
     done = np.isfinite(r.finish)
-    span = float(r.finish[done].max() - r.arrival.min())
+    span = float(r.finish[done].max() - r.arrival[~r.rejected].min())
     latency, ttft = r.latency[done], r.ttft[done]
     it = r.iterations
     duration = it["duration"]
@@ -36,6 +51,7 @@ def recomputed_summary(r: SimResult) -> dict[str, float]:
     return {
         "num_requests": n,
         "num_finished": int(done.sum()),
+        "num_rejected": int(r.rejected.sum()),
         "throughput_tokens_per_s": float(r.output_len[done].astype(np.int64).sum()) / span,
         "requests_per_s": int(done.sum()) / span,
         "latency_mean_s": float(latency.mean()),
@@ -65,18 +81,24 @@ def check_result(
     *,
     max_num_seqs: int = 256,
     max_num_batched_tokens: int = 8192,
+    lone_prefill_exempt: bool = False,
 ) -> None:
-    """Everything a completed run must satisfy, whatever the policy."""
+    """Everything a completed run must satisfy, whatever the policy. ``lone_prefill_exempt``: the token limit is
+    Vidur's padded cap (``vllm-v0``), which a single prefill alone in its iteration may pass."""
     n = len(workload)
     summary = r.summary()
     # Complete, with exactly the documented keys (in order), counts as ints.
     assert list(summary) == list(fluidsched.SUMMARY_KEYS)
     assert summary["num_requests"] == summary["num_finished"] == n
-    for key in ("num_requests", "num_finished", "num_preemptions", "num_iterations"):
+    assert summary["num_rejected"] == 0
+    for key in ("num_requests", "num_finished", "num_rejected", "num_preemptions", "num_iterations"):
         assert isinstance(summary[key], int), key
     # Per-request arrays describe the workload, in its order.
-    for name in ("arrival", "first_scheduled", "first_token", "finish", "prompt_len", "output_len", "num_preemptions"):
+    for name in PER_REQUEST_ARRAYS:
         assert len(getattr(r, name)) == n, name
+    assert r.rejected.dtype == r.trimmed.dtype == np.bool_
+    assert not r.rejected.any()
+    assert not r.trimmed.any()
     np.testing.assert_array_equal(r.arrival, np.asarray(workload.arrival))
     np.testing.assert_array_equal(r.prompt_len, np.asarray(workload.prompt_len))
     np.testing.assert_array_equal(r.output_len, np.asarray(workload.output_len))
@@ -98,7 +120,10 @@ def check_result(
     assert (it["num_seqs"] >= 1).all()
     assert (it["num_seqs"] <= max_num_seqs).all()
     assert (it["num_tokens"] >= it["num_seqs"]).all()
-    assert (it["num_tokens"] <= max_num_batched_tokens).all()
+    within = it["num_tokens"] <= max_num_batched_tokens
+    if lone_prefill_exempt:
+        within |= it["num_seqs"] == 1
+    assert within.all()
     assert (it["used_blocks"] <= r.num_blocks).all()
     # Request events happen at iteration boundaries: scheduled at a start, tokens at an end.
     assert np.isin(r.first_scheduled, start).all()
@@ -149,8 +174,7 @@ def test_simulate_reads_a_trace_path_like_a_workload(azure_trace: Path, azure_vl
 
 def same_result(a: SimResult, b: SimResult) -> bool:
     """Bit-identical per-request arrays, iteration logs and summaries (wall time aside)."""
-    names = ("arrival", "first_scheduled", "first_token", "finish", "prompt_len", "output_len", "num_preemptions")
-    arrays = all(getattr(a, k).tobytes() == getattr(b, k).tobytes() for k in names)
+    arrays = all(getattr(a, k).tobytes() == getattr(b, k).tobytes() for k in PER_REQUEST_ARRAYS)
     log = a.iterations.keys() == b.iterations.keys() and all(
         a.iterations[k].tobytes() == b.iterations[k].tobytes() for k in a.iterations
     )
@@ -200,6 +224,8 @@ def test_to_csv_round_trip(azure_vllm: SimResult, tmp_path: Path) -> None:
             "latency_s",
             "ttft_s",
             "num_preemptions",
+            "rejected",
+            "trimmed",
         ]
         rows = list(reader)
     assert len(rows) == len(azure_vllm.arrival)
@@ -222,6 +248,8 @@ def test_to_csv_round_trip(azure_vllm: SimResult, tmp_path: Path) -> None:
         ("prompt_len", azure_vllm.prompt_len),
         ("output_len", azure_vllm.output_len),
         ("num_preemptions", azure_vllm.num_preemptions),
+        ("rejected", azure_vllm.rejected),
+        ("trimmed", azure_vllm.trimmed),
     ):
         np.testing.assert_array_equal(column(name, int), ints.astype(np.int64))
 
@@ -289,6 +317,11 @@ def test_kv_capacity_is_rounded_down_to_whole_blocks() -> None:
 # Every registered policy (the list grows as policies land; these tests pick them up).
 
 
+#: Policies whose token limit is Vidur's padded cap (their own option, replacing ``max_num_batched_tokens``): a
+#: prefill-only iteration holds ``k`` prefills with ``k * longest <= cap``, or one prefill of any length.
+PADDED_CAP = {"vllm-v0": "max_tokens_in_batch"}
+
+
 @pytest.fixture(scope="module")
 def typed_workload() -> Workload:
     return Workload.from_types([(64, 32, 6.0), (512, 128, 1.5), (128, 512, 0.5)], 300, seed=7)
@@ -305,6 +338,7 @@ def test_every_policy_completes_the_azure_sample(policy: str, azure_1k: Workload
 @pytest.mark.parametrize("policy", POLICY_NAMES)
 def test_every_policy_completes_a_typed_workload_under_memory_pressure(policy: str, typed_workload: Workload) -> None:
     # 40 blocks of 16 tokens: the longest request (640 tokens) fits alone, little else does.
+    padded = policy in PADDED_CAP
     r = simulate(
         typed_workload,
         policy,
@@ -314,8 +348,9 @@ def test_every_policy_completes_a_typed_workload_under_memory_pressure(policy: s
         time_model="linear",
         d0=0.005,
         d1=1e-4,
+        policy_options={PADDED_CAP[policy]: 512} if padded else None,
     )
-    check_result(r, typed_workload, max_num_seqs=16, max_num_batched_tokens=512)
+    check_result(r, typed_workload, max_num_seqs=16, max_num_batched_tokens=512, lone_prefill_exempt=padded)
     assert r.num_blocks == 40
 
 

@@ -2,6 +2,7 @@
 //! surface as `fluidsched.InvalidConfigError` rather than PyO3's bare `OverflowError`.
 
 use fluidsched_core::policy::OptionValue;
+use fluidsched_core::workload::model_len::max_model_len_error;
 use fluidsched_core::{Result, SchedulerConfig};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -36,6 +37,20 @@ macro_rules! int_arg {
 }
 
 int_arg!(u32, u64, usize);
+
+/// The `max_model_len` argument: `None`, or an int the core validates. A bool, a non-int or an int outside
+/// `u32` raises `fluidsched.InvalidConfigError` with the core's message, which names the option.
+pub fn max_model_len(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u32>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    let err = |shown: String| crate::errors::to_py_err(max_model_len_error(shown));
+    if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
+        return Err(err(obj.repr()?.to_string()));
+    }
+    let wide: i128 = obj.extract().map_err(|_| err(obj.repr().map(|r| r.to_string()).unwrap_or_default()))?;
+    u32::try_from(wide).map(Some).map_err(|_| err(wide.to_string()))
+}
 
 /// A request type argument: `(prompt_len, output_len, rate)`.
 pub type TypeArg = (Int<u32>, Int<u32>, f64);

@@ -5,16 +5,18 @@ use std::sync::{Mutex, MutexGuard};
 
 use fluidsched_core::policies::build_policy;
 use fluidsched_core::policy::PolicyOptions;
-use fluidsched_core::sim::{SimConfig, Simulator, policy_context, validate_workload};
+use fluidsched_core::sim::{SimConfig, Simulator, policy_context, served_workload};
 use fluidsched_core::workload::{
-    ArrivalProcess, RequestSpec, RequestType, TraceData, TraceOptions, Workload, read_trace_file,
+    ArrivalProcess, ModelLen, OverLength, RequestSpec, RequestType, TraceData, TraceOptions, Workload, read_trace_file,
 };
 use fluidsched_core::{Error, TimeModel};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::errors::guard;
-use crate::options::{Int, TypeArg, ints, policy_options as policy_options_from, scheduler_config};
+use crate::options::{
+    Int, TypeArg, ints, max_model_len as max_model_len_from, policy_options as policy_options_from, scheduler_config,
+};
 
 fn arrival_process(kind: &str, rate: f64, cv: f64) -> Result<ArrivalProcess, Error> {
     match kind {
@@ -221,13 +223,18 @@ fn u32_bytes<'py>(py: Python<'py>, xs: impl ExactSizeIterator<Item = u32>) -> Bo
     PyBytes::new(py, &buf)
 }
 
+fn bool_bytes<'py>(py: Python<'py>, xs: &[bool]) -> Bound<'py, PyBytes> {
+    let buf: Vec<u8> = xs.iter().map(|&x| u8::from(x)).collect();
+    PyBytes::new(py, &buf)
+}
+
 #[pymethods]
 impl PySimulation {
     #[new]
     #[pyo3(signature = (
         workload, policy = "vllm", *, policy_options = None, time_model = "llama2-7b-a100", d0 = None, d1 = None,
         num_blocks = Int(7424), block_size = Int(16), watermark = 0.01, max_num_seqs = Int(256), max_num_batched_tokens = Int(8192),
-        enable_chunked_prefill = true, seed = Int(0), length_error = 0.0
+        enable_chunked_prefill = true, seed = Int(0), length_error = 0.0, max_model_len = None, over_length = "trim"
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -246,7 +253,10 @@ impl PySimulation {
         enable_chunked_prefill: bool,
         seed: Int<u64>,
         length_error: f64,
+        max_model_len: Option<&Bound<'_, PyAny>>,
+        over_length: &str,
     ) -> PyResult<Self> {
+        let max_model_len = max_model_len_from(max_model_len)?;
         let num_blocks = num_blocks.0;
         let block_size = block_size.0;
         let max_num_seqs = max_num_seqs.0;
@@ -264,10 +274,12 @@ impl PySimulation {
                     enable_chunked_prefill,
                 )?;
                 let time_model = TimeModel::from_name(time_model, d0, d1)?;
-                validate_workload(&workload.inner, &scheduler)?;
-                let ctx = policy_context(&workload.inner, scheduler, &time_model);
+                let model_len = ModelLen::new(max_model_len, OverLength::from_name(over_length)?)?;
+                let config = SimConfig { scheduler, time_model, seed, length_error, model_len };
+                // The policy plans with the requests it will be given: rejected ones left out, trimmed ones cut.
+                let served = served_workload(&workload.inner, &config)?;
+                let ctx = policy_context(&served.workload, scheduler, &config.time_model);
                 let policy = build_policy(policy, PolicyOptions::new(policy, options), &ctx)?;
-                let config = SimConfig { scheduler, time_model, seed, length_error };
                 Ok(PySimulation { inner: Mutex::new(Simulator::new(&workload.inner, policy, &config)?) })
             })
         })
@@ -280,7 +292,7 @@ impl PySimulation {
         py.detach(|| guard(|| self.lock()?.run_for(max_iterations)))
     }
 
-    /// `(finished, total)` requests.
+    /// `(settled, total)` requests; settled: finished, or rejected by the model length limit.
     fn progress(&self) -> PyResult<(usize, usize)> {
         guard(|| Ok(self.lock()?.progress()))
     }
@@ -305,7 +317,8 @@ impl PySimulation {
         Ok(d)
     }
 
-    /// Per-request records as raw native-endian buffers: name -> (bytes, dtype) with dtype "f8" or "u4".
+    /// Per-request records as raw native-endian buffers: name -> (bytes, dtype) with dtype "f8", "u4" or "?"
+    /// (bool, one byte each).
     fn records<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let sim = guard(|| self.lock())?;
         let r = sim.records();
@@ -317,6 +330,8 @@ impl PySimulation {
         d.set_item("prompt_len", (u32_bytes(py, r.prompt_len.iter().copied()), "u4"))?;
         d.set_item("output_len", (u32_bytes(py, r.output_len.iter().copied()), "u4"))?;
         d.set_item("num_preemptions", (u32_bytes(py, r.num_preemptions.iter().copied()), "u4"))?;
+        d.set_item("rejected", (bool_bytes(py, &r.rejected), "?"))?;
+        d.set_item("trimmed", (bool_bytes(py, &r.trimmed), "?"))?;
         Ok(d)
     }
 

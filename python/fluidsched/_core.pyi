@@ -322,17 +322,21 @@ class Simulation:
         enable_chunked_prefill: bool = True,
         seed: int = ...,
         length_error: float = 0.0,
-    ) -> Simulation: ...
+        max_model_len: int | None = None,
+        over_length: str = "trim",
+    ) -> Simulation:
+        """``max_model_len``: most prompt + output tokens per request (``None``: unlimited); ``over_length``:
+        ``"reject"``, ``"trim"`` or ``"keep"`` a request above it."""
     def run_for(self, max_iterations: int = ...) -> bool:
-        """Runs at most ``max_iterations`` iterations; True once every request has finished."""
+        """Runs at most ``max_iterations`` iterations; True once every request has finished or was rejected."""
     def progress(self) -> tuple[int, int]:
-        """``(finished, total)`` requests."""
+        """``(settled, total)`` requests; settled: finished, or rejected by ``max_model_len``."""
     @property
     def now(self) -> float: ...
     def summary(self) -> dict[str, float]:
         """Summary metrics (the keys of ``fluidsched simulate --json``)."""
     def records(self) -> dict[str, tuple[bytes, str]]:
-        """Per-request records as ``name -> (native-endian bytes, dtype)``."""
+        """Per-request records as ``name -> (native-endian bytes, dtype)``; ``rejected`` and ``trimmed`` are bools."""
     def iterations(self) -> dict[str, tuple[bytes, str]]:
         """Per-iteration log as ``name -> (native-endian bytes, dtype)``."""
     def time_between_tokens(self) -> bytes:

@@ -12,7 +12,15 @@ from typing import Any, NoReturn
 from fluidsched import __version__
 from fluidsched._core import POLICY_NAMES, POLICY_OPTIONS, Workload
 from fluidsched.errors import FluidschedError, InvalidConfigError, InvalidTraceError
-from fluidsched.simulate import DEFAULT_KV_CAPACITY, OptionValue, load_workload, simulate
+from fluidsched.simulate import (
+    DEFAULT_KV_CAPACITY,
+    DEFAULT_OVER_LENGTH,
+    OVER_LENGTH_MODES,
+    OptionValue,
+    SimResult,
+    load_workload,
+    simulate,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -197,10 +205,29 @@ def _time_model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"time_model": args.time_model, "d0": args.d0, "d1": args.d1}
 
 
-def _format_summary(policy: str, s: dict[str, float]) -> str:
+def _model_len_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    if args.over_length is not None and args.max_model_len is None:
+        raise InvalidConfigError("--over-length applies only with --max-model-len N")
+    return {"max_model_len": args.max_model_len, "over_length": args.over_length or DEFAULT_OVER_LENGTH}
+
+
+def _length_limit_row(result: SimResult, args: argparse.Namespace) -> tuple[str, str] | None:
+    """The ``model length`` row of the summary table: what ``--max-model-len`` did, if it was given."""
+    if args.max_model_len is None:
+        return None
+    mode = args.over_length or DEFAULT_OVER_LENGTH
+    counts = f"{int(result.rejected.sum())} rejected, {int(result.trimmed.sum())} trimmed"
+    return "model length", f"{args.max_model_len} tokens, over-length requests: {mode} ({counts})"
+
+
+def _format_summary(policy: str, s: dict[str, float], extra: Sequence[tuple[str, str]] = ()) -> str:
+    finished = f"{int(s['num_finished'])} / {int(s['num_requests'])}"
+    if s["num_rejected"]:
+        finished += f" ({int(s['num_rejected'])} rejected: over the model length)"
     rows = [
         ("policy", policy),
-        ("requests finished", f"{int(s['num_finished'])} / {int(s['num_requests'])}"),
+        ("requests finished", finished),
+        *extra,
         ("throughput", f"{s['throughput_tokens_per_s']:.1f} output tokens/s, {s['requests_per_s']:.3f} req/s"),
         (
             "latency mean / p50 / p99",
@@ -239,6 +266,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         length_error=args.length_error,
         progress=not args.quiet,
+        **_model_len_kwargs(args),
         **_time_model_kwargs(args),
     )
     if args.out:
@@ -247,7 +275,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         summary = {"policy": result.policy, **result.summary()}
         print(json.dumps(jsonable(summary), indent=2))
     else:
-        print(_format_summary(result.policy, result.summary()))
+        row = _length_limit_row(result, args)
+        print(_format_summary(result.policy, result.summary(), [row] if row else []))
         if args.out:
             print(f"per-request records written to {args.out}")
     return 0
@@ -376,6 +405,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="E",
         help="relative error of output lengths shown to clairvoyant policies (default 0: exact)",
+    )
+    ml = sim.add_argument_group(
+        "model length",
+        "A request whose prompt + output exceeds --max-model-len is trimmed (the default: Vidur trims\n"
+        "over-length trace rows), rejected (a vLLM server answers it with an error; counted in num_rejected\n"
+        'and left out of every other metric) or kept. See docs/simulator.md, "Model length".',
+    )
+    ml.add_argument(
+        "--max-model-len",
+        type=_int_in(2, U32_MAX),
+        metavar="N",
+        help="most prompt + output tokens per request (default: unlimited)",
+    )
+    ml.add_argument(
+        "--over-length",
+        choices=OVER_LENGTH_MODES,
+        help="what happens to a request above --max-model-len: reject (not served), trim (prompt cut to N - "
+        "output; output cut to N - 1 and prompt to 1 if the output alone does not fit) or keep (run unchanged); "
+        f"default: {DEFAULT_OVER_LENGTH}",
     )
     out = sim.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the summary as one JSON object")

@@ -18,7 +18,16 @@ import numpy.typing as npt
 from fluidsched._core import MAX_NUM_BLOCKS, Simulation, Workload
 from fluidsched.errors import InvalidConfigError
 
-__all__ = ["DEFAULT_KV_CAPACITY", "SUMMARY_KEYS", "OptionValue", "SimResult", "load_workload", "simulate"]
+__all__ = [
+    "DEFAULT_KV_CAPACITY",
+    "DEFAULT_OVER_LENGTH",
+    "OVER_LENGTH_MODES",
+    "SUMMARY_KEYS",
+    "OptionValue",
+    "SimResult",
+    "load_workload",
+    "simulate",
+]
 
 #: KV capacity (tokens) of Llama-2-7B on one A100-80GB: 7,424 blocks of 16 tokens (Vidur's memory planner).
 DEFAULT_KV_CAPACITY = 118_784
@@ -27,6 +36,7 @@ DEFAULT_KV_CAPACITY = 118_784
 SUMMARY_KEYS: tuple[str, ...] = (
     "num_requests",
     "num_finished",
+    "num_rejected",
     "throughput_tokens_per_s",
     "requests_per_s",
     "latency_mean_s",
@@ -49,6 +59,11 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "simulated_span_s",
     "wall_time_s",
 )
+
+#: What ``over_length`` may be: what happens to a request whose prompt + output exceeds ``max_model_len``.
+OVER_LENGTH_MODES: tuple[str, ...] = ("reject", "trim", "keep")
+#: The default ``over_length``: trim the prompt, as Vidur does (``docs/simulator.md``, "Model length").
+DEFAULT_OVER_LENGTH = "trim"
 
 OptionValue = Union[bool, int, float, str, list[float]]  # noqa: UP007 (a runtime alias; Python 3.10 needs Union)
 PathLike = Union[str, "os.PathLike[str]"]
@@ -120,7 +135,9 @@ class SimResult:
     """The outcome of one simulation: summary metrics, per-request arrays and the per-iteration log.
 
     Per-request arrays are indexed by the request's position in the workload (arrival order). The iteration log
-    and the time-between-tokens sample are converted on first access.
+    and the time-between-tokens sample are converted on first access. A request rejected by ``max_model_len``
+    (``rejected[i]``) has NaN event times, latency and TTFT, its own lengths and no preemptions; a trimmed one
+    (``trimmed[i]``) has the lengths it was served with in ``prompt_len`` and ``output_len``.
     """
 
     def __init__(self, sim: Simulation, num_blocks: int) -> None:
@@ -137,6 +154,10 @@ class SimResult:
         self.prompt_len: npt.NDArray[np.uint32] = _array(records["prompt_len"])
         self.output_len: npt.NDArray[np.uint32] = _array(records["output_len"])
         self.num_preemptions: npt.NDArray[np.uint32] = _array(records["num_preemptions"])
+        #: Rejected by ``max_model_len`` (``over_length="reject"``): never served.
+        self.rejected: npt.NDArray[np.bool_] = _array(records["rejected"])
+        #: Served with lengths trimmed to ``max_model_len`` (``over_length="trim"``).
+        self.trimmed: npt.NDArray[np.bool_] = _array(records["trimmed"])
 
     @functools.cached_property
     def iterations(self) -> dict[str, npt.NDArray[Any]]:
@@ -150,12 +171,12 @@ class SimResult:
 
     @property
     def latency(self) -> npt.NDArray[np.float64]:
-        """End-to-end latency per request (finish - arrival), seconds."""
+        """End-to-end latency per request (finish - arrival), seconds; NaN for a rejected request."""
         return self.finish - self.arrival
 
     @property
     def ttft(self) -> npt.NDArray[np.float64]:
-        """Time to first token per request (first token - arrival), seconds."""
+        """Time to first token per request (first token - arrival), seconds; NaN for a rejected request."""
         return self.first_token - self.arrival
 
     def summary(self) -> dict[str, float]:
@@ -163,7 +184,8 @@ class SimResult:
         return dict(self._summary)
 
     def to_csv(self, path: PathLike) -> None:
-        """Writes one row per request: id, arrival, lengths, event times, latency, TTFT, preemptions."""
+        """Writes one row per request: id, arrival, lengths, event times, latency, TTFT, preemptions, and 0/1
+        flags for rejected and trimmed (``max_model_len``). A rejected request's times are ``nan``."""
         columns: dict[str, npt.NDArray[Any]] = {
             "request_id": np.arange(len(self.arrival)),
             "arrival_s": self.arrival,
@@ -175,6 +197,8 @@ class SimResult:
             "latency_s": self.latency,
             "ttft_s": self.ttft,
             "num_preemptions": self.num_preemptions,
+            "rejected": self.rejected.astype(np.uint8),
+            "trimmed": self.trimmed.astype(np.uint8),
         }
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
@@ -230,6 +254,8 @@ def simulate(
     enable_chunked_prefill: bool = True,
     seed: int = 0,
     length_error: float = 0.0,
+    max_model_len: int | None = None,
+    over_length: str = DEFAULT_OVER_LENGTH,
     rate: float | None = None,
     num_requests: int | None = None,
     progress: bool = False,
@@ -240,8 +266,17 @@ def simulate(
     ``kv_capacity`` is in tokens and is rounded down to whole blocks of ``block_size``. ``rate`` and
     ``num_requests`` rescale and truncate the workload (``rate`` is required for length-only traces). ``seed``
     drives synthetic arrivals and predicted lengths: the same seed and inputs give bit-identical results.
-    ``length_error`` perturbs the output lengths shown to clairvoyant policies. The GIL is released while the
-    Rust core runs; ``progress=True`` draws a progress bar on stderr for runs longer than a second.
+    ``length_error`` perturbs the output lengths shown to clairvoyant policies.
+
+    ``max_model_len`` (tokens, at least 2; default ``None``: unlimited) is the model's maximum sequence length;
+    a request whose prompt + output exceeds it is, by ``over_length``: ``"trim"`` (default, Vidur's behaviour)
+    served with its prompt cut to ``max_model_len - output`` (output cut to ``max_model_len - 1`` and prompt to 1
+    if the output alone does not fit); ``"reject"`` (a vLLM server's answer) not served, counted in
+    ``num_rejected`` and left out of every other metric; ``"keep"`` served unchanged. Bad values raise
+    :class:`~fluidsched.InvalidConfigError` naming the option.
+
+    The GIL is released while the Rust core runs; ``progress=True`` draws a progress bar on stderr for runs
+    longer than a second.
     """
     num_blocks = kv_capacity_blocks(kv_capacity, block_size)
     for name, value in (("rate", rate), ("length_error", length_error), ("d0", d0), ("d1", d1)):
@@ -263,6 +298,8 @@ def simulate(
         enable_chunked_prefill=enable_chunked_prefill,
         seed=seed,
         length_error=length_error,
+        max_model_len=max_model_len,
+        over_length=over_length,
     )
     bar = _Progress(progress, policy)
     try:

@@ -1,7 +1,8 @@
 //! Per-request records and the aggregate metrics of a simulation run.
 
 /// What happened to each request, indexed by its position in the workload. Times are seconds; a request that
-/// never reached an event has NaN there (cannot happen in a completed run).
+/// never reached an event has NaN there: in a completed run, only a request rejected by the model length limit
+/// (`rejected`), which has NaN for every event and so NaN latency and TTFT.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestRecords {
     /// Arrival time.
@@ -12,12 +13,16 @@ pub struct RequestRecords {
     pub first_token: Vec<f64>,
     /// End of the iteration that emitted its last output token.
     pub finish: Vec<f64>,
-    /// Prompt tokens.
+    /// Prompt tokens served (after trimming to the model length; a rejected request's own).
     pub prompt_len: Vec<u32>,
-    /// Output tokens.
+    /// Output tokens served (after trimming to the model length; a rejected request's own).
     pub output_len: Vec<u32>,
     /// Times preempted (evicted and recomputed).
     pub num_preemptions: Vec<u32>,
+    /// Rejected by the model length limit: never served.
+    pub rejected: Vec<bool>,
+    /// Served with lengths trimmed to the model length limit.
+    pub trimmed: Vec<bool>,
 }
 
 impl RequestRecords {
@@ -31,6 +36,8 @@ impl RequestRecords {
             prompt_len: vec![0; n],
             output_len: vec![0; n],
             num_preemptions: vec![0; n],
+            rejected: vec![false; n],
+            trimmed: vec![false; n],
         }
     }
 
@@ -67,8 +74,10 @@ pub struct IterationStats {
 pub struct Summary {
     /// Requests in the workload.
     pub num_requests: u64,
-    /// Requests that finished (all of them, in a completed run).
+    /// Requests that finished (all of them but the rejected ones, in a completed run).
     pub num_finished: u64,
+    /// Requests rejected by the model length limit (never served; not in any other metric).
+    pub num_rejected: u64,
     /// Output tokens per second of simulated span.
     pub throughput_tokens_per_s: f64,
     /// Finished requests per second of simulated span.
@@ -107,7 +116,7 @@ pub struct Summary {
     pub mean_batch_size: f64,
     /// Busy time / simulated span.
     pub busy_fraction: f64,
-    /// From the first arrival to the last finish, seconds.
+    /// From the first arrival of a served request to the last finish, seconds.
     pub simulated_span_s: f64,
     /// Wall-clock seconds the simulation took.
     pub wall_time_s: f64,
@@ -119,6 +128,7 @@ impl Summary {
         vec![
             ("num_requests", self.num_requests as f64),
             ("num_finished", self.num_finished as f64),
+            ("num_rejected", self.num_rejected as f64),
             ("throughput_tokens_per_s", self.throughput_tokens_per_s),
             ("requests_per_s", self.requests_per_s),
             ("latency_mean_s", self.latency_mean_s),
@@ -143,7 +153,8 @@ impl Summary {
         ]
     }
 
-    /// Computes the summary from a run's records.
+    /// Computes the summary from a run's records. Rejected requests count only in `num_requests` and
+    /// `num_rejected`: the span starts at the first served arrival, and they have no latency, TTFT or tokens.
     pub fn compute(
         records: &RequestRecords,
         tbt: &mut [(f64, u64)],
@@ -155,7 +166,10 @@ impl Summary {
         let finished: Vec<usize> = (0..n).filter(|&i| records.finish[i].is_finite()).collect();
         let mut latency: Vec<f64> = finished.iter().map(|&i| records.finish[i] - records.arrival[i]).collect();
         let mut ttft: Vec<f64> = finished.iter().map(|&i| records.first_token[i] - records.arrival[i]).collect();
-        let first_arrival = records.arrival.iter().copied().fold(f64::INFINITY, f64::min);
+        let first_arrival = (0..n)
+            .filter(|&i| !records.rejected.get(i).copied().unwrap_or(false))
+            .map(|i| records.arrival[i])
+            .fold(f64::INFINITY, f64::min);
         let last_finish = finished.iter().map(|&i| records.finish[i]).fold(f64::NEG_INFINITY, f64::max);
         let span = if finished.is_empty() { 0.0 } else { last_finish - first_arrival };
         let tokens: u64 = finished.iter().map(|&i| u64::from(records.output_len[i])).sum();
@@ -165,6 +179,7 @@ impl Summary {
         Summary {
             num_requests: n as u64,
             num_finished: finished.len() as u64,
+            num_rejected: records.rejected.iter().filter(|&&r| r).count() as u64,
             throughput_tokens_per_s: per_s(tokens as f64),
             requests_per_s: per_s(finished.len() as f64),
             latency_mean_s: mean(&latency),

@@ -3,7 +3,9 @@
 //!
 //! Time advances in two ways only: by an iteration's duration, or, when the scheduler has nothing to run, by a
 //! jump to the next arrival (or the policy's wake-up time). Requests that arrive during an iteration join at its
-//! end, as in Vidur. The run ends when every request has finished; no request is ever dropped.
+//! end, as in Vidur. The run ends when every request has finished; no request is ever dropped, except those a
+//! model length limit rejects up front ([`ModelLen`] with [`OverLength::Reject`](crate::workload::OverLength)),
+//! which never reach the scheduler.
 
 use std::time::Instant;
 
@@ -14,7 +16,7 @@ use crate::request::{MAX_REQUEST_TOKENS, NewRequest};
 use crate::rng::Rng;
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::time_model::TimeModel;
-use crate::workload::{RequestSpec, Workload};
+use crate::workload::{LengthOutcome, ModelLen, RequestSpec, ServedWorkload, Workload};
 
 /// How a simulation is set up (besides the workload and the policy).
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +30,8 @@ pub struct SimConfig {
     /// Relative error of the output lengths shown to clairvoyant policies: each hint is the true length times a
     /// factor drawn uniformly from `[1 − e, 1 + e]`, rounded, at least 1. `0` gives exact lengths.
     pub length_error: f64,
+    /// The model's maximum sequence length and what happens to longer requests (default: no limit).
+    pub model_len: ModelLen,
 }
 
 impl Default for SimConfig {
@@ -37,6 +41,7 @@ impl Default for SimConfig {
             time_model: TimeModel::Linear { d0: 0.003, d1: 0.00032 },
             seed: 0,
             length_error: 0.0,
+            model_len: ModelLen::default(),
         }
     }
 }
@@ -61,7 +66,10 @@ pub struct IterationRecord {
 pub struct Simulator {
     scheduler: Scheduler,
     time_model: TimeModel,
+    /// The served requests (after the model length limit), in arrival order.
     specs: Vec<RequestSpec>,
+    /// For each served request, its position in the workload: its scheduler id and its index in the records.
+    positions: Vec<usize>,
     hints: Vec<Option<u32>>,
     next_arrival: usize,
     now: f64,
@@ -73,29 +81,38 @@ pub struct Simulator {
     stats: IterationStats,
     log: Vec<IterationRecord>,
     num_finished: usize,
+    /// Requests in the workload, served or not.
+    num_requests: usize,
+    /// Requests rejected by the model length limit.
+    num_rejected: usize,
     empty_streak: u32,
     wall_time_s: f64,
     summary: Option<Summary>,
 }
 
 impl Simulator {
-    /// Prepares a run of `workload` under `policy`. Fails if the configuration is invalid or a request could
-    /// never fit in the KV cache.
+    /// Prepares a run of `workload` under `policy`. Fails if the configuration is invalid or a served request
+    /// could never fit in the KV cache. The policy should be built from the served requests
+    /// ([`served_workload`]'s `workload`): rejected requests never reach it, trimmed ones reach it trimmed.
     pub fn new(workload: &Workload, policy: Box<dyn Policy>, config: &SimConfig) -> Result<Self> {
-        config.scheduler.validate()?;
-        check_non_negative("length_error", config.length_error)?;
-        if config.length_error >= 1.0 {
-            return Err(Error::config(format!("length_error must be < 1, got {}", config.length_error)));
-        }
-        validate_workload(workload, &config.scheduler)?;
+        let served = served_workload(workload, config)?;
         let scheduler = Scheduler::new(config.scheduler, policy)?;
-        let specs = workload.requests.clone();
-        let n = specs.len();
+        let ServedWorkload { workload: served_wl, positions, outcomes } = served;
+        let specs = served_wl.requests;
+        let n = workload.requests.len();
         let mut records = RequestRecords::with_len(n);
+        for (i, (r, &outcome)) in workload.requests.iter().zip(&outcomes).enumerate() {
+            // Rejected requests keep their own lengths; served ones are overwritten below with theirs.
+            records.arrival[i] = r.arrival;
+            records.prompt_len[i] = r.prompt_len;
+            records.output_len[i] = r.output_len;
+            records.rejected[i] = outcome == LengthOutcome::Rejected;
+            records.trimmed[i] = outcome == LengthOutcome::Trimmed;
+        }
+        let num_rejected = records.rejected.iter().filter(|&&r| r).count();
         let mut rng = Rng::new(config.seed);
-        let mut hints = Vec::with_capacity(n);
-        for (i, s) in specs.iter().enumerate() {
-            records.arrival[i] = s.arrival;
+        let mut hints = Vec::with_capacity(specs.len());
+        for (s, &i) in specs.iter().zip(&positions) {
             records.prompt_len[i] = s.prompt_len;
             records.output_len[i] = s.output_len;
             let hint = if !scheduler.policy_needs_output_lengths() {
@@ -112,6 +129,7 @@ impl Simulator {
             scheduler,
             time_model: config.time_model.clone(),
             specs,
+            positions,
             hints,
             next_arrival: 0,
             now: 0.0,
@@ -121,6 +139,8 @@ impl Simulator {
             stats: IterationStats::default(),
             log: Vec::new(),
             num_finished: 0,
+            num_requests: n,
+            num_rejected,
             empty_streak: 0,
             wall_time_s: 0.0,
             summary: None,
@@ -148,7 +168,7 @@ impl Simulator {
             }
             let i = self.next_arrival;
             self.scheduler.add_request(NewRequest {
-                id: i as u64,
+                id: self.positions[i] as u64,
                 prompt_len: s.prompt_len,
                 output_len: Some(s.output_len),
                 output_len_hint: self.hints[i],
@@ -265,14 +285,14 @@ impl Simulator {
         }
     }
 
-    /// True once every request of the workload has finished.
+    /// True once every request of the workload has finished or was rejected by the model length limit.
     pub fn is_done(&self) -> bool {
-        self.num_finished == self.specs.len()
+        self.num_finished + self.num_rejected == self.num_requests
     }
 
-    /// `(finished, total)` requests.
+    /// `(settled, total)` requests, where settled means finished or rejected by the model length limit.
     pub fn progress(&self) -> (usize, usize) {
-        (self.num_finished, self.specs.len())
+        (self.num_finished + self.num_rejected, self.num_requests)
     }
 
     /// Current simulated time, seconds.
@@ -320,28 +340,33 @@ impl Simulator {
     }
 }
 
+/// The requests a simulation of `workload` under `config` serves, validated: the simulation's own settings
+/// (scheduler limits, `length_error`, the model length), every request of `workload` (arrivals sorted, finite
+/// and non-negative, lengths at least 1), then the model length limit ([`ModelLen::apply`]: over-length requests
+/// rejected, trimmed or kept), and every served request small enough for the KV cache
+/// ([`validate_workload`]). Run it before building a policy and build the policy's context
+/// ([`policy_context`]) from the served `workload`, so that the policy plans with what it will be given.
+pub fn served_workload(workload: &Workload, config: &SimConfig) -> Result<ServedWorkload> {
+    config.scheduler.validate()?;
+    check_non_negative("length_error", config.length_error)?;
+    if config.length_error >= 1.0 {
+        return Err(Error::config(format!("length_error must be < 1, got {}", config.length_error)));
+    }
+    config.model_len.validate()?;
+    check_requests(workload)?;
+    let served = config.model_len.apply(workload)?;
+    validate_workload(&served.workload, &config.scheduler)?;
+    Ok(served)
+}
+
 /// Checks that `workload` can be simulated under `config`: arrivals sorted, finite and non-negative, lengths
 /// at least 1, and every request small enough to fit the KV cache above the watermark. Run it before building a
 /// policy from the workload, so an impossible request is reported before any policy sizes tables by it.
 pub fn validate_workload(workload: &Workload, config: &SchedulerConfig) -> Result<()> {
     config.validate()?;
-    let specs = &workload.requests;
-    for w in specs.windows(2) {
-        if w[1].arrival < w[0].arrival {
-            return Err(Error::trace(format!(
-                "workload arrivals must be sorted: request {} at {} comes after request {} at {}",
-                w[1].id, w[1].arrival, w[0].id, w[0].arrival
-            )));
-        }
-    }
+    check_requests(workload)?;
     let usable_tokens = config.usable_tokens();
-    for s in specs {
-        if !(s.arrival.is_finite() && s.arrival >= 0.0) {
-            return Err(Error::trace(format!("request {}: arrival must be finite and >= 0, got {}", s.id, s.arrival)));
-        }
-        if s.prompt_len == 0 || s.output_len == 0 {
-            return Err(Error::trace(format!("request {}: prompt and output lengths must be >= 1", s.id)));
-        }
+    for s in &workload.requests {
         let need = u64::from(s.prompt_len) + u64::from(s.output_len);
         if need > MAX_REQUEST_TOKENS {
             return Err(Error::InvalidRequest {
@@ -358,10 +383,33 @@ pub fn validate_workload(workload: &Workload, config: &SchedulerConfig) -> Resul
                 id: s.id,
                 reason: format!(
                     "needs {need} tokens of KV cache (prompt {} + output {}) but the cache holds only \
-                     {usable_tokens} usable tokens; raise kv_capacity or filter the trace",
+                     {usable_tokens} usable tokens; raise kv_capacity, set max_model_len or filter the trace",
                     s.prompt_len, s.output_len
                 ),
             });
+        }
+    }
+    Ok(())
+}
+
+/// The checks on every request of a workload that do not depend on the KV cache: arrivals sorted, finite and
+/// non-negative, lengths at least 1.
+fn check_requests(workload: &Workload) -> Result<()> {
+    let specs = &workload.requests;
+    for w in specs.windows(2) {
+        if w[1].arrival < w[0].arrival {
+            return Err(Error::trace(format!(
+                "workload arrivals must be sorted: request {} at {} comes after request {} at {}",
+                w[1].id, w[1].arrival, w[0].id, w[0].arrival
+            )));
+        }
+    }
+    for s in specs {
+        if !(s.arrival.is_finite() && s.arrival >= 0.0) {
+            return Err(Error::trace(format!("request {}: arrival must be finite and >= 0, got {}", s.id, s.arrival)));
+        }
+        if s.prompt_len == 0 || s.output_len == 0 {
+            return Err(Error::trace(format!("request {}: prompt and output lengths must be >= 1", s.id)));
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ pub mod sarathi;
 pub mod sglang;
 pub mod token_ratio;
 pub mod vllm;
+pub mod vllm_v0;
 pub mod wait;
 
 pub use mc_sf::McSfPolicy;
@@ -19,6 +20,7 @@ pub use orca::OrcaPolicy;
 pub use sarathi::SarathiPolicy;
 pub use sglang::SglangPolicy;
 pub use vllm::VllmPolicy;
+pub use vllm_v0::VllmV0Policy;
 pub use wait::{AdmissionRule, WaitConfig, WaitPolicy};
 
 use crate::error::{Error, Result};
@@ -27,7 +29,7 @@ use crate::scheduler::SchedulerConfig;
 use crate::workload::RequestType;
 
 /// Names accepted by [`build_policy`].
-pub const POLICY_NAMES: &[&str] = &["vllm", "wait", "nested-wait", "sarathi", "mc-sf", "sglang", "orca"];
+pub const POLICY_NAMES: &[&str] = &["vllm", "wait", "nested-wait", "sarathi", "mc-sf", "sglang", "orca", "vllm-v0"];
 
 /// The option names policy `name` accepts, or None for an unknown policy.
 pub fn policy_option_names(name: &str) -> Option<&'static [&'static str]> {
@@ -39,6 +41,7 @@ pub fn policy_option_names(name: &str) -> Option<&'static [&'static str]> {
         "mc-sf" => McSfPolicy::OPTIONS,
         "sglang" => SglangPolicy::OPTIONS,
         "orca" => OrcaPolicy::OPTIONS,
+        "vllm-v0" => VllmV0Policy::OPTIONS,
         _ => return None,
     })
 }
@@ -74,6 +77,7 @@ pub fn build_policy(name: &str, options: PolicyOptions, ctx: &PolicyContext) -> 
         "mc-sf" => Ok(Box::new(McSfPolicy::from_options(options)?)),
         "sglang" => Ok(Box::new(SglangPolicy::from_options(options)?)),
         "orca" => Ok(Box::new(OrcaPolicy::from_options(options)?)),
+        "vllm-v0" => Ok(Box::new(VllmV0Policy::from_options(options)?)),
         "wait" => Ok(Box::new(WaitPolicy::from_options(options, ctx)?)),
         "nested-wait" => Ok(Box::new(NestedWaitPolicy::from_options(options, ctx)?)),
         _ => Err(Error::config(format!("unknown policy {name:?}; available policies: {}", POLICY_NAMES.join(", ")))),

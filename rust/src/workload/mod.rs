@@ -3,14 +3,17 @@
 //! - [`trace`]: reading CSV traces (Vidur, Azure 2023, LMSYS) into a [`Workload`] or a [`LengthTable`];
 //! - [`arrivals`]: Poisson and Gamma arrival processes for length-only traces;
 //! - `build`: [`Workload::from_lengths`] and [`Workload::from_types`], seeded generators;
-//! - `ops`: [`Workload::validate`], [`Workload::from_specs`], truncation and rate rescaling.
+//! - `ops`: [`Workload::validate`], [`Workload::from_specs`], truncation and rate rescaling;
+//! - [`model_len`]: the model length limit ([`ModelLen`]) and what it does to over-length requests.
 
 pub mod arrivals;
 mod build;
+pub mod model_len;
 mod ops;
 pub mod trace;
 
 pub use arrivals::ArrivalProcess;
+pub use model_len::{LengthOutcome, ModelLen, OverLength, ServedWorkload};
 pub use trace::{LengthTable, TraceData, TraceFormat, TraceOptions, detect_format, parse_trace, read_trace_file};
 
 /// One request of a workload as the simulator replays it.
