@@ -317,7 +317,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     optimal = result["optimal"]
     rows = [
         ("types (prompt:output:rate)", ", ".join(f"{p}:{o}:{r:.4g}" for p, o, r in result["types"])),
-        ("time model (linearised)", f"d0 = {result['d0']:.4g} s, d1 = {result['d1']:.4g} s/token"),
+        ("time model (thresholds)", f"d0 = {result['d0']:.4g} s, d1 = {result['d1']:.4g} s/token"),
+        (
+            "time model (fluid)",
+            "d0 = {:.4g} s, d1 = {:.4g} s/token, d2 = {:.4g} s per KV token read".format(*result["fluid_time_model"]),
+        ),
         ("KV capacity (above watermark)", f"{result['capacity_tokens']:,.0f} tokens"),
         ("load rho", f"{result['rho']:.4f} ({'stable' if result['stable'] else 'UNSTABLE: rho >= 1'})"),
         ("iteration time T*", f"{result['iteration_time_s'] * 1e3:.3f} ms"),

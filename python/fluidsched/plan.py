@@ -34,6 +34,7 @@ PLAN_KEYS: tuple[str, ...] = (
     "types",
     "d0",
     "d1",
+    "fluid_time_model",
     "capacity_tokens",
 )
 

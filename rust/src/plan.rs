@@ -16,6 +16,8 @@ pub struct Plan {
     pub d0: f64,
     /// Linearised iteration time: seconds per token.
     pub d1: f64,
+    /// The fluid analysis' iteration time `(d0, d1, d2)`: `d0 + d1 · tokens + d2 · KV tokens read`.
+    pub fluid_time: (f64, f64, f64),
     /// KV capacity used by the fluid model, tokens (blocks above the watermark × block size).
     pub capacity_tokens: f64,
     /// The fluid equilibrium at the given rates.
@@ -36,16 +38,22 @@ pub struct Plan {
     pub nested: SegmentPlan,
 }
 
-/// Analyses the workload described by `ctx` (types, rates, d0/d1, capacity). `wait_options` and
-/// `nested_options` are the options the policies would get in a simulation.
+/// Analyses the workload described by `ctx` (types, rates, capacity, limits). The fluid analysis (equilibrium,
+/// optimum, largest sustainable rate) uses `fluid_time` = `(d0, d1, d2)`, the time model with its attention
+/// term ([`crate::TimeModel::attention_linearization`]); the thresholds come from the policies exactly as a
+/// simulation builds them (`ctx.d0`, `ctx.d1`). `wait_options` and `nested_options` are the options the
+/// policies would get in a simulation.
 pub fn plan(
     ctx: &PolicyContext,
+    fluid_time: (f64, f64, f64),
     wait_options: Vec<(String, OptionValue)>,
     nested_options: Vec<(String, OptionValue)>,
 ) -> Result<Plan> {
     let cfg = &ctx.config;
     let capacity_tokens = ctx.config.usable_tokens() as f64;
-    let model = FluidModel::new(ctx.types.clone(), ctx.d0, ctx.d1, capacity_tokens)?
+    let (d0, d1, d2) = fluid_time;
+    let model = FluidModel::new(ctx.types.clone(), d0, d1, capacity_tokens)?
+        .with_attention(d2)?
         .with_block_size(cfg.block_size)?
         .with_limits(cfg.max_num_seqs, cfg.max_num_batched_tokens)?;
     let fluid = model.solve()?;
@@ -59,6 +67,7 @@ pub fn plan(
         types: ctx.types.clone(),
         d0: ctx.d0,
         d1: ctx.d1,
+        fluid_time,
         capacity_tokens,
         fluid,
         max_rate,

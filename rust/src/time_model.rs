@@ -142,6 +142,19 @@ impl TimeModel {
         }
     }
 
+    /// The fluid model's iteration time with the attention term, `(d0, d1, d2)` in
+    /// `T ≈ d0 + d1 · tokens + d2 · (KV tokens the decodes read)`: exact for `linear` (`d2 = 0`); for a profiled
+    /// preset, the relative-error least-squares fit of the preset over decode batches of 8–256 requests with mean
+    /// contexts of 64–2,048 tokens, alone or sharing the iteration with a prefill chunk of 128 or 512 tokens (the
+    /// shapes continuous batching runs in steady state). Unlike [`Self::linearization`], the cost of long
+    /// contexts is not folded into `d1`, so the fluid model sees that long requests slow every iteration.
+    pub fn attention_linearization(&self) -> (f64, f64, f64) {
+        match *self {
+            TimeModel::Linear { d0, d1 } => (d0, d1, 0.0),
+            TimeModel::Llama2_7bA100 => fit_attention_model(self),
+        }
+    }
+
     /// Short stable name (`linear`, `llama2-7b-a100`).
     pub fn name(&self) -> &'static str {
         match self {
@@ -149,6 +162,55 @@ impl TimeModel {
             TimeModel::Llama2_7bA100 => "llama2-7b-a100",
         }
     }
+}
+
+/// Relative-error least squares of `model` on `d0 + d1 · tokens + d2 · kv_read` over steady-state shapes (see
+/// [`TimeModel::attention_linearization`]).
+fn fit_attention_model(model: &TimeModel) -> (f64, f64, f64) {
+    let mut ata = [[0.0f64; 3]; 3];
+    let mut atb = [0.0f64; 3];
+    for &b in &[8u32, 16, 32, 64, 128, 192, 256] {
+        for &ctx in &[64u32, 256, 512, 1024, 2048] {
+            for &prefill in &[0u32, 128, 512] {
+                let mut shape = BatchShape::default();
+                for _ in 0..b {
+                    shape.add_decode(ctx);
+                }
+                if prefill > 0 {
+                    shape.add_prefill(prefill, 0);
+                }
+                let t = model.iteration_time(&shape);
+                let x = [1.0, f64::from(shape.num_tokens), shape.decode_context_sum as f64];
+                let w = 1.0 / (t * t);
+                for i in 0..3 {
+                    for j in 0..3 {
+                        ata[i][j] += w * x[i] * x[j];
+                    }
+                    atb[i] += w * x[i] * t;
+                }
+            }
+        }
+    }
+    let [d0, d1, d2] = solve3(ata, atb);
+    (d0, d1.max(0.0), d2.max(0.0))
+}
+
+/// Solves a 3×3 linear system by Cramer's rule (the normal equations above are well conditioned).
+fn solve3(a: [[f64; 3]; 3], b: [f64; 3]) -> [f64; 3] {
+    let det = |m: [[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let d = det(a);
+    let mut out = [0.0; 3];
+    for (k, o) in out.iter_mut().enumerate() {
+        let mut m = a;
+        for i in 0..3 {
+            m[i][k] = b[i];
+        }
+        *o = det(m) / d;
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -316,6 +378,29 @@ mod tests {
 
     fn close(a: f64, b: f64, rel: f64) -> bool {
         (a - b).abs() <= rel * b.abs()
+    }
+
+    #[test]
+    fn attention_fit_tracks_the_preset_on_decode_batches() {
+        assert_eq!(TimeModel::Linear { d0: 0.01, d1: 1e-4 }.attention_linearization(), (0.01, 1e-4, 0.0));
+        let m = TimeModel::Llama2_7bA100;
+        let (d0, d1, d2) = m.attention_linearization();
+        // d2 is close to the preset's own decode-attention slope: 32 layers × 8.772e-6 ms per cached token.
+        assert!(close(d2, 32.0 * DECODE_ATTN_MS[2] * 1e-3, 0.25), "d2 = {d2}");
+        assert!(d0 > 0.0 && d1 > 0.0);
+        // Long contexts cost what the preset says, which a tokens-only line misses (its error grows with context).
+        let (l0, l1) = m.linearization();
+        let mut fit_err: f64 = 0.0;
+        let mut line_err: f64 = 0.0;
+        for &(b, ctx) in &[(32u32, 2048u32), (128, 1024), (256, 512), (64, 64)] {
+            let s = decode_batch(b, ctx);
+            let t = m.iteration_time(&s);
+            let fit = d0 + d1 * f64::from(s.num_tokens) + d2 * s.decode_context_sum as f64;
+            let line = l0 + l1 * f64::from(s.num_tokens);
+            fit_err = fit_err.max((fit - t).abs() / t);
+            line_err = line_err.max((line - t).abs() / t);
+        }
+        assert!(fit_err < 0.15 && fit_err < line_err, "fit {fit_err}, line {line_err}");
     }
 
     #[test]

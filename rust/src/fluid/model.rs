@@ -22,6 +22,9 @@ pub struct FluidModel {
     pub d0: f64,
     /// Cost per token processed in an iteration, seconds (>= 0).
     pub d1: f64,
+    /// Cost per KV token read by a decode (attention over the cached context), seconds (>= 0; 0 = the paper's
+    /// linear model). The iteration time is `d0 + d1 · tokens + d2 · KV tokens read`.
+    pub d2: f64,
     /// KV capacity `M`, tokens (> 0).
     pub capacity_tokens: f64,
     /// KV block size in tokens: each request's memory is rounded up to whole blocks (1 = exact tokens).
@@ -112,6 +115,9 @@ struct TypeTerms {
     work: f64,
     /// KV tokens held summed over the request's iterations, `S_j`.
     kv_sum: f64,
+    /// Seconds of iteration time the request costs over its life: `d1 w_j + d2 R_j`, with `R_j` the KV tokens
+    /// its decodes read (`Σ_{k=2..K_j} (l_j + k − 2)`).
+    cost: f64,
 }
 
 /// `Σ_{t=1..n} ceil(t / b)`, exactly, in floating point.
@@ -135,6 +141,7 @@ impl FluidModel {
             types,
             d0,
             d1,
+            d2: 0.0,
             capacity_tokens,
             block_size: 1,
             max_num_seqs: None,
@@ -147,6 +154,13 @@ impl FluidModel {
     /// The same model with KV memory rounded up to blocks of `block_size` tokens.
     pub fn with_block_size(mut self, block_size: u32) -> Result<Self> {
         self.block_size = block_size;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// The same model with the attention term: `d2` seconds per KV token a decode reads.
+    pub fn with_attention(mut self, d2: f64) -> Result<Self> {
+        self.d2 = d2;
         self.validate()?;
         Ok(self)
     }
@@ -176,6 +190,7 @@ impl FluidModel {
         }
         check_positive("fluid model: d0", self.d0)?;
         check_non_negative("fluid model: d1", self.d1)?;
+        check_non_negative("fluid model: d2", self.d2)?;
         check_positive("fluid model: capacity_tokens", self.capacity_tokens)?;
         if self.block_size == 0 {
             return Err(Error::config("fluid model: block_size must be >= 1"));
@@ -195,11 +210,13 @@ impl FluidModel {
             .map(|t| {
                 let k = f64::from(t.output_len);
                 let l = f64::from(t.prompt_len);
+                let kv_read = (k - 1.0) * l + (k - 1.0) * (k - 2.0) / 2.0;
                 TypeTerms {
                     rate: t.rate,
                     iterations: k,
                     work: l + k - 1.0,
                     kv_sum: kv_token_iterations(l, k, self.block_size),
+                    cost: self.d1 * (l + k - 1.0) + self.d2 * kv_read,
                 }
             })
             .collect()
@@ -213,7 +230,7 @@ impl FluidModel {
     /// The operating point that serves `served[j]` requests per second of each type (must satisfy
     /// `d1 Σ_j y_j w_j < 1`; the iteration time is infinite otherwise).
     fn point(&self, terms: &[TypeTerms], served: Vec<f64>) -> FluidPoint {
-        let load: f64 = terms.iter().zip(&served).map(|(t, y)| self.d1 * t.work * y).sum();
+        let load: f64 = terms.iter().zip(&served).map(|(t, y)| t.cost * y).sum();
         let iteration_time = if load < 1.0 { self.d0 / (1.0 - load) } else { f64::INFINITY };
         let stage_mass: Vec<f64> = served.iter().map(|y| y * iteration_time).collect();
         let batch_size = terms.iter().zip(&served).map(|(t, y)| t.iterations * y).sum::<f64>() * iteration_time;
@@ -228,7 +245,7 @@ impl FluidModel {
     /// decreasing order of `K_j / (S_j + M d1 w_j / d0)` until the budget is spent.
     fn memory_limited_optimum(&self, terms: &[TypeTerms]) -> Vec<f64> {
         let m = self.capacity_tokens;
-        let cost: Vec<f64> = terms.iter().map(|t| t.kv_sum + m * self.d1 * t.work / self.d0).collect();
+        let cost: Vec<f64> = terms.iter().map(|t| t.kv_sum + m * t.cost / self.d0).collect();
         let mut order: Vec<usize> = (0..terms.len()).collect();
         order.sort_by(|&a, &b| (terms[b].iterations / cost[b]).total_cmp(&(terms[a].iterations / cost[a])));
         let mut budget = m / self.d0;
@@ -253,7 +270,7 @@ impl FluidModel {
     fn limit_scale(&self, terms: &[TypeTerms], served: &[f64]) -> (f64, Option<Binding>) {
         let c: f64 = terms.iter().zip(served).map(|(t, y)| t.iterations * y).sum();
         let w: f64 = terms.iter().zip(served).map(|(t, y)| t.work * y).sum();
-        let b = self.d1 * w;
+        let b: f64 = terms.iter().zip(served).map(|(t, y)| t.cost * y).sum();
         let mut best = (1.0, None);
         for (limit, per_unit, binding) in [
             (self.max_num_seqs, c, Binding::MaxNumSeqs),
@@ -280,7 +297,7 @@ impl FluidModel {
     pub fn solve(&self) -> Result<FluidSolution> {
         self.validate()?;
         let terms = self.terms();
-        let rho: f64 = terms.iter().map(|t| self.d1 * t.rate * t.work).sum();
+        let rho: f64 = terms.iter().map(|t| t.rate * t.cost).sum();
         let stable = rho < 1.0;
         let demand = self.point(&terms, terms.iter().map(|t| t.rate).collect());
         let memory_feasible = stable && demand.memory <= self.capacity_tokens;
@@ -339,7 +356,7 @@ impl FluidModel {
         let a = mix(&|t| t.kv_sum);
         let c = mix(&|t| t.iterations);
         let w = mix(&|t| t.work);
-        let b = self.d1 * w;
+        let b = mix(&|t| t.cost);
         let mut best = (self.capacity_tokens / (self.d0 * a + self.capacity_tokens * b), Binding::Memory);
         for (limit, per_unit, binding) in [
             (self.max_num_seqs, c, Binding::MaxNumSeqs),
@@ -408,6 +425,22 @@ mod tests {
         assert!(light.limits_feasible);
         assert_eq!(light.binding, None);
         assert_eq!(light.throughput, light.demand_throughput);
+    }
+
+    #[test]
+    fn attention_term_makes_long_requests_cost_more() {
+        let linear = two_types(0.2);
+        let with = linear.clone().with_attention(2.8e-7).unwrap();
+        let (a, b) = (linear.solve().unwrap(), with.solve().unwrap());
+        // Each decode reads its context: the load and the equilibrium iteration time grow, the sustainable rate
+        // shrinks, and ρ is exactly d1 Σ λ w + d2 Σ λ R.
+        assert!(b.rho > a.rho && b.iteration_time > a.iteration_time);
+        assert!(with.max_rate().unwrap() < linear.max_rate().unwrap());
+        let r = |l: f64, k: f64| (k - 1.0) * l + (k - 1.0) * (k - 2.0) / 2.0;
+        let extra: f64 =
+            with.types.iter().map(|t| t.rate * 2.8e-7 * r(f64::from(t.prompt_len), f64::from(t.output_len))).sum();
+        assert!((b.rho - a.rho - extra).abs() < 1e-12);
+        assert!(linear.clone().with_attention(-1.0).is_err());
     }
 
     #[test]
