@@ -40,6 +40,11 @@ pub fn config_error(msg: String) -> PyErr {
     Python::attach(|py| raise(py, "InvalidConfigError", msg))
 }
 
+/// A `fluidsched.InvalidArgumentTypeError` (an `InvalidConfigError` and a `TypeError`) with `msg`.
+pub fn argument_type_error(msg: String) -> PyErr {
+    Python::attach(|py| raise(py, "InvalidArgumentTypeError", msg))
+}
+
 /// A `fluidsched.InternalError` with `msg`.
 pub fn internal_error(msg: String) -> PyErr {
     Python::attach(|py| raise(py, "InternalError", msg))

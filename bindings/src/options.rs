@@ -10,8 +10,9 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::errors::config_error;
 
-/// An integer argument of Rust type `T`. A Python int outside `T`'s range (negative, or too large) raises
-/// `fluidsched.InvalidConfigError` saying so; a non-int raises `TypeError` (PyO3 prefixes the argument name).
+/// An integer argument of Rust type `T`: a Python int or a numpy integer scalar (anything with `__index__`). One
+/// outside `T`'s range (negative, or too large) raises `fluidsched.InvalidConfigError` saying so; a non-integer
+/// raises `fluidsched.InvalidArgumentTypeError` (also a `TypeError`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Int<T>(pub T);
 
@@ -21,9 +22,7 @@ macro_rules! int_arg {
             type Error = PyErr;
 
             fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-                if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
-                    return Err(PyTypeError::new_err(format!("expected an int, got {}", obj.get_type().name()?)));
-                }
+                let obj = as_int(obj)?;
                 let range = || format!("an integer from {} to {}", <$t>::MIN, <$t>::MAX);
                 let wide: i128 = obj
                     .extract()
@@ -37,6 +36,33 @@ macro_rules! int_arg {
 }
 
 int_arg!(u32, u64, usize);
+
+/// `obj` as a Python int: an int itself, or any integer type that implements `__index__` (numpy's `int64`,
+/// `uint32`, ... scalars, so numpy integer arrays convert element by element). A bool, a float, a string or
+/// `None` raises `fluidsched.InvalidArgumentTypeError` (a `TypeError` and an `InvalidConfigError`; PyO3 adds a
+/// note naming the argument).
+fn as_int<'py>(obj: Borrowed<'_, 'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    let type_name = || obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+    let wrong = || {
+        let shown = obj.repr().map(|r| r.to_string()).unwrap_or_default();
+        let shown: String =
+            if shown.chars().count() > 60 { shown.chars().take(60).collect::<String>() + "…" } else { shown };
+        crate::errors::argument_type_error(format!("expected an int, got {} {shown}", type_name()))
+    };
+    if obj.is_instance_of::<PyBool>() {
+        return Err(wrong());
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return Ok(obj.to_owned());
+    }
+    // numpy's bool_ has no __index__ in current numpy and is refused like bool; floats have none either.
+    if type_name().starts_with("bool") || !obj.hasattr(pyo3::intern!(py, "__index__"))? {
+        return Err(wrong());
+    }
+    let index = obj.call_method0(pyo3::intern!(py, "__index__")).map_err(|_| wrong())?;
+    if index.is_instance_of::<PyInt>() && !index.is_instance_of::<PyBool>() { Ok(index) } else { Err(wrong()) }
+}
 
 /// The `max_model_len` argument: `None`, or an int the core validates. A bool, a non-int or an int outside
 /// `u32` raises `fluidsched.InvalidConfigError` with the core's message, which names the option.
@@ -70,6 +96,9 @@ fn option_value(key: &str, v: &Bound<'_, PyAny>) -> PyResult<OptionValue> {
     }
     if v.is_instance_of::<PyString>() {
         return Ok(OptionValue::Str(v.extract()?));
+    }
+    if let Ok(Int(x)) = v.extract::<Int<u64>>() {
+        return Ok(OptionValue::Num(x as f64)); // a numpy integer scalar
     }
     if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
         let items: Vec<f64> =

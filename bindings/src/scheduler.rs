@@ -96,7 +96,7 @@ impl PyScheduler {
     #[pyo3(signature = (
         policy = "vllm", *, num_blocks = Int(7424), block_size = Int(16), watermark = 0.01, max_num_seqs = Int(256),
         max_num_batched_tokens = Int(8192), enable_chunked_prefill = true, policy_options = None,
-        d0 = 0.0, d1 = 0.0, types = None, output_lengths = None, arrival_rate = None
+        d0 = 0.0, d1 = 0.0, types = None, output_lengths = None, arrival_rate = None, prompt_lengths = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -113,6 +113,7 @@ impl PyScheduler {
         types: Option<Vec<TypeArg>>,
         output_lengths: Option<Vec<Int<u32>>>,
         arrival_rate: Option<f64>,
+        prompt_lengths: Option<Vec<Int<u32>>>,
     ) -> PyResult<Self> {
         let num_blocks = num_blocks.0;
         let block_size = block_size.0;
@@ -120,6 +121,7 @@ impl PyScheduler {
         let max_num_batched_tokens = max_num_batched_tokens.0;
         let types = types.map(|t| t.into_iter().map(|(a, b, r)| (a.0, b.0, r)).collect::<Vec<_>>());
         let output_lengths = output_lengths.map(ints);
+        let prompt_lengths = prompt_lengths.map(ints);
         let options = policy_options_from(policy_options)?;
         guard(|| {
             let config = scheduler_config(
@@ -139,7 +141,7 @@ impl PyScheduler {
                     .into_iter()
                     .map(|(prompt_len, output_len, rate)| RequestType { prompt_len, output_len, rate })
                     .collect(),
-                prompt_lengths: Vec::new(),
+                prompt_lengths: prompt_lengths.unwrap_or_default(),
                 output_lengths: output_lengths.unwrap_or_default(),
                 arrival_rate,
             };

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use fluidsched_core::policies::build_policy;
 use fluidsched_core::policy::PolicyOptions;
@@ -234,7 +235,8 @@ impl PySimulation {
     #[pyo3(signature = (
         workload, policy = "vllm", *, policy_options = None, time_model = "llama2-7b-a100", d0 = None, d1 = None,
         num_blocks = Int(7424), block_size = Int(16), watermark = 0.01, max_num_seqs = Int(256), max_num_batched_tokens = Int(8192),
-        enable_chunked_prefill = true, seed = Int(0), length_error = 0.0, max_model_len = None, over_length = "trim"
+        enable_chunked_prefill = true, seed = Int(0), length_error = 0.0, max_model_len = None, over_length = "trim",
+        drop_oversize = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -255,6 +257,7 @@ impl PySimulation {
         length_error: f64,
         max_model_len: Option<&Bound<'_, PyAny>>,
         over_length: &str,
+        drop_oversize: bool,
     ) -> PyResult<Self> {
         let max_model_len = max_model_len_from(max_model_len)?;
         let num_blocks = num_blocks.0;
@@ -275,7 +278,7 @@ impl PySimulation {
                 )?;
                 let time_model = TimeModel::from_name(time_model, d0, d1)?;
                 let model_len = ModelLen::new(max_model_len, OverLength::from_name(over_length)?)?;
-                let config = SimConfig { scheduler, time_model, seed, length_error, model_len };
+                let config = SimConfig { scheduler, time_model, seed, length_error, model_len, drop_oversize };
                 // The policy plans with the requests it will be given: rejected ones left out, trimmed ones cut.
                 let served = served_workload(&workload.inner, &config)?;
                 let ctx = policy_context(&served.workload, scheduler, &config.time_model);
@@ -286,15 +289,43 @@ impl PySimulation {
     }
 
     /// Runs at most `max_iterations` model iterations; returns True once every request has finished.
+    ///
+    /// The GIL is released while simulating; between chunks of iterations (sized to take about 50 ms) it is taken
+    /// back briefly to check for signals, so Ctrl-C raises `KeyboardInterrupt` promptly. The simulation stays
+    /// consistent and can be resumed with another call.
     #[pyo3(signature = (max_iterations = Int(u64::MAX)))]
     fn run_for(&self, py: Python<'_>, max_iterations: Int<u64>) -> PyResult<bool> {
-        let max_iterations = max_iterations.0;
-        py.detach(|| guard(|| self.lock()?.run_for(max_iterations)))
+        const TARGET: Duration = Duration::from_millis(50);
+        let mut left = max_iterations.0;
+        let mut chunk: u64 = 256;
+        loop {
+            let n = left.min(chunk);
+            let start = Instant::now();
+            let done = py.detach(|| guard(|| self.lock()?.run_for(n)))?;
+            left -= n;
+            if done || left == 0 {
+                return Ok(done);
+            }
+            py.check_signals()?;
+            let took = start.elapsed();
+            if took < TARGET / 2 {
+                chunk = chunk.saturating_mul(2).min(1 << 24);
+            } else if took > TARGET * 2 {
+                chunk = (chunk / 2).max(1);
+            }
+        }
     }
 
     /// `(settled, total)` requests; settled: finished, or rejected by the model length limit.
     fn progress(&self) -> PyResult<(usize, usize)> {
         guard(|| Ok(self.lock()?.progress()))
+    }
+
+    /// Requests dropped before the run because they can never fit the KV cache (`drop_oversize=True`); they
+    /// are also counted in `num_rejected`.
+    #[getter]
+    fn num_dropped(&self) -> PyResult<usize> {
+        guard(|| Ok(self.lock()?.num_dropped()))
     }
 
     /// Current simulated time, seconds.

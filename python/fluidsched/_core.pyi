@@ -4,6 +4,16 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any, Final, final
 
+import numpy as np
+import numpy.typing as npt
+
+#: An integer argument: a Python int or a numpy integer scalar.
+_Int = int | np.integer[Any]
+#: A sequence of integers: a list or tuple of them, or a numpy integer array.
+_Ints = Sequence[_Int] | npt.NDArray[np.integer[Any]]
+#: A sequence of floats: a list or tuple, or a numpy array.
+_Floats = Sequence[float] | npt.NDArray[np.floating[Any]] | npt.NDArray[np.integer[Any]]
+
 __all__ = [
     "MAX_NUM_BLOCKS",
     "POLICY_NAMES",
@@ -203,9 +213,11 @@ class Scheduler:
         d0: float = 0.0,
         d1: float = 0.0,
         types: Sequence[tuple[int, int, float]] | None = None,
-        output_lengths: Sequence[int] | None = None,
+        output_lengths: _Ints | None = None,
         arrival_rate: float | None = None,
-    ) -> Scheduler: ...
+        prompt_lengths: _Ints | None = None,
+    ) -> Scheduler:
+        """``output_lengths`` and ``prompt_lengths``: length samples Nested WAIT plans with (when no ``types``)."""
     @property
     def policy(self) -> str:
         """Name of the policy."""
@@ -273,16 +285,16 @@ class Workload:
     ) -> Workload:
         """Reads a trace file; length-only traces need ``rate``."""
     @staticmethod
-    def from_types(types: Sequence[tuple[int, int, float]], num_requests: int, *, seed: int = ...) -> Workload:
+    def from_types(types: Sequence[tuple[_Int, _Int, float]], num_requests: _Int, *, seed: _Int = ...) -> Workload:
         """Synthetic typed workload from ``(prompt_len, output_len, rate)`` tuples."""
     @staticmethod
     def from_requests(
-        arrival: Sequence[float],
-        prompt_len: Sequence[int],
-        output_len: Sequence[int],
-        type_id: Sequence[int] | None = None,
+        arrival: _Floats,
+        prompt_len: _Ints,
+        output_len: _Ints,
+        type_id: _Ints | None = None,
     ) -> Workload:
-        """A workload from explicit per-request sequences (arrivals sorted)."""
+        """A workload from explicit per-request sequences or numpy arrays (arrivals sorted; at least one)."""
     def truncated(self, n: int) -> Workload:
         """The first ``n`` requests."""
     def rescaled_to_rate(self, rate: float) -> Workload:
@@ -324,11 +336,18 @@ class Simulation:
         length_error: float = 0.0,
         max_model_len: int | None = None,
         over_length: str = "trim",
+        drop_oversize: bool = False,
     ) -> Simulation:
         """``max_model_len``: most prompt + output tokens per request (``None``: unlimited); ``over_length``:
-        ``"reject"``, ``"trim"`` or ``"keep"`` a request above it."""
+        ``"reject"``, ``"trim"`` or ``"keep"`` a request above it. ``drop_oversize``: drop requests that can
+        never fit the KV cache (counted as rejected) instead of refusing the workload."""
     def run_for(self, max_iterations: int = ...) -> bool:
-        """Runs at most ``max_iterations`` iterations; True once every request has finished or was rejected."""
+        """Runs at most ``max_iterations`` iterations; True once every request has finished or was rejected.
+        Checks for signals between chunks of about 50 ms: Ctrl-C raises ``KeyboardInterrupt`` promptly and the
+        simulation can be resumed."""
+    @property
+    def num_dropped(self) -> int:
+        """Requests dropped as oversize (``drop_oversize=True``); also counted as rejected."""
     def progress(self) -> tuple[int, int]:
         """``(settled, total)`` requests; settled: finished, or rejected by ``max_model_len``."""
     @property

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from fluidsched import __version__
@@ -249,7 +251,26 @@ def _format_summary(policy: str, s: dict[str, float], extra: Sequence[tuple[str,
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+class OutputError(Exception):
+    """An output file or stream that cannot be written (reported as one line, exit status 1)."""
+
+
+def _check_out_path(path: str) -> None:
+    """Fails before any simulation when ``--out`` could not be written: a directory, or a missing or
+    read-only parent directory."""
+    target = Path(path)
+    if target.is_dir():
+        raise InvalidConfigError(f"--out {path}: is a directory; give a file name")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise InvalidConfigError(f"--out {path}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise InvalidConfigError(f"--out {path}: not writable")
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    if args.out:
+        _check_out_path(args.out)
     workload = _workload_from_args(args)
     for warning in workload.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -265,12 +286,22 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         enable_chunked_prefill=not args.no_chunked_prefill,
         seed=args.seed,
         length_error=args.length_error,
+        drop_oversize=args.drop_oversize,
         progress=not args.quiet,
         **_model_len_kwargs(args),
         **_time_model_kwargs(args),
     )
+    if result.num_dropped:
+        print(
+            f"warning: dropped {result.num_dropped} request(s) that can never fit the KV cache "
+            "(--drop-oversize; counted in num_rejected)",
+            file=sys.stderr,
+        )
     if args.out:
-        result.to_csv(args.out)
+        try:
+            result.to_csv(args.out)
+        except OSError as e:
+            raise OutputError(f"cannot write --out {args.out}: {e.strerror or e}") from e
     if args.json:
         summary = {"policy": result.policy, **result.summary()}
         print(json.dumps(jsonable(summary), indent=2))
@@ -429,9 +460,17 @@ def build_parser() -> argparse.ArgumentParser:
         "output; output cut to N - 1 and prompt to 1 if the output alone does not fit) or keep (run unchanged); "
         f"default: {DEFAULT_OVER_LENGTH}",
     )
+    ml.add_argument(
+        "--drop-oversize",
+        action="store_true",
+        help="drop requests that can never fit the KV cache (counted in num_rejected, with a warning) instead of "
+        "refusing the run",
+    )
     out = sim.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    out.add_argument("--out", metavar="FILE", help="write per-request records to this CSV file")
+    out.add_argument(
+        "--out", metavar="FILE", help="write per-request records to this CSV file (checked before simulating)"
+    )
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sim.set_defaults(func=_cmd_simulate)
 
@@ -469,12 +508,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    """Points stdout at /dev/null so the interpreter's final flush of unwritable output raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fluidsched`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # surface a closed pipe or a full disk here, not at interpreter exit
+    except BrokenPipeError:
+        _silence_stdout()
+        print("fluidsched: error: output closed before it was all written (broken pipe)", file=sys.stderr)
+        return 1
+    except OutputError as e:
+        print(f"fluidsched: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if e.errno is None or e.filename is not None:
+            raise
+        _silence_stdout()
+        print(f"fluidsched: error: cannot write the output: {e.strerror or e}", file=sys.stderr)
+        return 1
     except (InvalidConfigError, InvalidTraceError, ValueError) as e:
         print(f"fluidsched: error: {e}", file=sys.stderr)
         return 2

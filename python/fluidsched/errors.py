@@ -13,6 +13,7 @@ Rust ``Error`` variant     Python class                 raised for
 ``DuplicateRequest``       :class:`DuplicateRequestError` adding an id twice
 ``InvalidState``           :class:`InvalidStateError`   step API called out of order
 ``Stalled``                :class:`StalledError`        a policy that can make no progress (a bug)
+(bindings: argument type)  :class:`InvalidArgumentTypeError` a float, bool or None where an int is expected
 (a Rust panic)             :class:`InternalError`       a bug in fluidsched; please report it
 =========================  ==========================  ===============================================
 """
@@ -23,6 +24,7 @@ __all__ = [
     "DuplicateRequestError",
     "FluidschedError",
     "InternalError",
+    "InvalidArgumentTypeError",
     "InvalidConfigError",
     "InvalidRequestError",
     "InvalidStateError",
@@ -38,6 +40,13 @@ class FluidschedError(Exception):
 
 class InvalidConfigError(FluidschedError, ValueError):
     """A configuration value is out of range or inconsistent (zero memory, NaN rate, unknown option, ...)."""
+
+
+class InvalidArgumentTypeError(InvalidConfigError, TypeError):
+    """An argument of the wrong type (a float, a bool or None where an integer is expected, ...).
+
+    Both an :class:`InvalidConfigError` and a ``TypeError``, so either ``except`` catches it.
+    """
 
 
 class InvalidRequestError(FluidschedError, ValueError):

@@ -69,6 +69,9 @@ def plan(
     """
     if (types is None) == (workload is None):
         raise InvalidConfigError("plan needs exactly one of types=[(prompt, output, rate), ...] or a workload")
+    for i, t in enumerate(types or ()):
+        if isinstance(t, (str, bytes)) or not isinstance(t, Sequence) or len(t) != 3:
+            raise InvalidConfigError(f"types[{i}] must be (prompt_len, output_len, rate), got {t!r:.80}")
     num_blocks = kv_capacity_blocks(kv_capacity, block_size)
     raw = _plan(
         types=list(types) if types is not None else None,

@@ -15,7 +15,7 @@ from typing import Any, Union
 import numpy as np
 import numpy.typing as npt
 
-from fluidsched._core import MAX_NUM_BLOCKS, Simulation, Workload
+from fluidsched._core import MAX_NUM_BLOCKS, POLICY_NAMES, Simulation, Workload
 from fluidsched.errors import InvalidConfigError
 
 __all__ = [
@@ -154,7 +154,9 @@ class SimResult:
         self.prompt_len: npt.NDArray[np.uint32] = _array(records["prompt_len"])
         self.output_len: npt.NDArray[np.uint32] = _array(records["output_len"])
         self.num_preemptions: npt.NDArray[np.uint32] = _array(records["num_preemptions"])
-        #: Rejected by ``max_model_len`` (``over_length="reject"``): never served.
+        #: Requests dropped because they can never fit the KV cache (``drop_oversize=True``; also ``rejected``).
+        self.num_dropped: int = sim.num_dropped
+        #: Rejected by ``max_model_len`` (``over_length="reject"``) or dropped as oversize: never served.
         self.rejected: npt.NDArray[np.bool_] = _array(records["rejected"])
         #: Served with lengths trimmed to ``max_model_len`` (``over_length="trim"``).
         self.trimmed: npt.NDArray[np.bool_] = _array(records["trimmed"])
@@ -258,6 +260,7 @@ def simulate(
     over_length: str = DEFAULT_OVER_LENGTH,
     rate: float | None = None,
     num_requests: int | None = None,
+    drop_oversize: bool = False,
     progress: bool = False,
 ) -> SimResult:
     """Simulates ``workload`` (a :class:`Workload` or a trace path) under ``policy`` until every request finishes.
@@ -275,9 +278,15 @@ def simulate(
     ``num_rejected`` and left out of every other metric; ``"keep"`` served unchanged. Bad values raise
     :class:`~fluidsched.InvalidConfigError` naming the option.
 
+    A request that can never fit the KV cache makes the run fail with :class:`~fluidsched.InvalidRequestError`
+    (saying how many there are); ``drop_oversize=True`` drops them instead, counted in ``num_rejected`` and in
+    :attr:`SimResult.num_dropped`.
+
     The GIL is released while the Rust core runs; ``progress=True`` draws a progress bar on stderr for runs
     longer than a second.
     """
+    if not isinstance(policy, str):
+        raise InvalidConfigError(f"policy must be a policy name (one of {', '.join(POLICY_NAMES)}), got {policy!r}")
     num_blocks = kv_capacity_blocks(kv_capacity, block_size)
     for name, value in (("rate", rate), ("length_error", length_error), ("d0", d0), ("d1", d1)):
         if value is not None and not math.isfinite(value):
@@ -300,6 +309,7 @@ def simulate(
         length_error=length_error,
         max_model_len=max_model_len,
         over_length=over_length,
+        drop_oversize=drop_oversize,
     )
     bar = _Progress(progress, policy)
     try:

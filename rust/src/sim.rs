@@ -32,6 +32,9 @@ pub struct SimConfig {
     pub length_error: f64,
     /// The model's maximum sequence length and what happens to longer requests (default: no limit).
     pub model_len: ModelLen,
+    /// Drop (instead of refusing the whole run for) served requests that can never fit the KV cache; they are
+    /// counted as rejected ([`Simulator::num_dropped`] says how many). Default: false.
+    pub drop_oversize: bool,
 }
 
 impl Default for SimConfig {
@@ -42,6 +45,7 @@ impl Default for SimConfig {
             seed: 0,
             length_error: 0.0,
             model_len: ModelLen::default(),
+            drop_oversize: false,
         }
     }
 }
@@ -83,8 +87,10 @@ pub struct Simulator {
     num_finished: usize,
     /// Requests in the workload, served or not.
     num_requests: usize,
-    /// Requests rejected by the model length limit.
+    /// Requests rejected by the model length limit or dropped as oversize.
     num_rejected: usize,
+    /// Requests dropped because they can never fit the KV cache ([`SimConfig::drop_oversize`]).
+    num_dropped: usize,
     empty_streak: u32,
     wall_time_s: f64,
     summary: Option<Summary>,
@@ -110,6 +116,13 @@ impl Simulator {
             records.trimmed[i] = outcome == LengthOutcome::Trimmed;
         }
         let num_rejected = records.rejected.iter().filter(|&&r| r).count();
+        let num_dropped = if config.drop_oversize {
+            let by_length = config.model_len.apply(workload)?.outcomes;
+            let by_length = by_length.iter().filter(|&&o| o == LengthOutcome::Rejected).count();
+            num_rejected - by_length
+        } else {
+            0
+        };
         let mut rng = Rng::new(config.seed);
         let mut hints = Vec::with_capacity(specs.len());
         for (s, &i) in specs.iter().zip(&positions) {
@@ -141,6 +154,7 @@ impl Simulator {
             num_finished: 0,
             num_requests: n,
             num_rejected,
+            num_dropped,
             empty_streak: 0,
             wall_time_s: 0.0,
             summary: None,
@@ -295,6 +309,12 @@ impl Simulator {
         (self.num_finished + self.num_rejected, self.num_requests)
     }
 
+    /// Requests dropped before the run because they could never fit the KV cache (with
+    /// [`SimConfig::drop_oversize`]); they are also counted as rejected.
+    pub fn num_dropped(&self) -> usize {
+        self.num_dropped
+    }
+
     /// Current simulated time, seconds.
     pub fn now(&self) -> f64 {
         self.now
@@ -353,10 +373,78 @@ pub fn served_workload(workload: &Workload, config: &SimConfig) -> Result<Served
         return Err(Error::config(format!("length_error must be < 1, got {}", config.length_error)));
     }
     config.model_len.validate()?;
+    if workload.requests.is_empty() {
+        return Err(Error::trace("the workload has no requests; at least one is needed"));
+    }
     check_requests(workload)?;
-    let served = config.model_len.apply(workload)?;
+    let mut served = config.model_len.apply(workload)?;
+    densify_type_ids(&mut served.workload);
+    if config.drop_oversize {
+        let usable = config.scheduler.usable_tokens();
+        let ServedWorkload { workload: w, positions, outcomes } = &mut served;
+        let mut keep = 0;
+        for i in 0..w.requests.len() {
+            let r = w.requests[i];
+            if oversize(&r, usable).is_some() {
+                outcomes[positions[i]] = LengthOutcome::Rejected;
+            } else {
+                w.requests[keep] = r;
+                positions[keep] = positions[i];
+                keep += 1;
+            }
+        }
+        w.requests.truncate(keep);
+        positions.truncate(keep);
+    }
     validate_workload(&served.workload, &config.scheduler)?;
     Ok(served)
+}
+
+/// Why `r` can never be served with `usable` tokens of KV cache, if it cannot.
+fn oversize(r: &RequestSpec, usable: u64) -> Option<String> {
+    let need = u64::from(r.prompt_len) + u64::from(r.output_len);
+    let (p, o) = (r.prompt_len, r.output_len);
+    if need > MAX_REQUEST_TOKENS {
+        Some(format!(
+            "needs {need} tokens of KV cache (prompt {p} + output {o}); a request may hold at most \
+             {MAX_REQUEST_TOKENS} tokens"
+        ))
+    } else if need > usable {
+        Some(format!(
+            "needs {need} tokens of KV cache (prompt {p} + output {o}) but the cache holds only {usable} usable \
+             tokens"
+        ))
+    } else {
+        None
+    }
+}
+
+/// The distinct `type_id` labels of `workload`, sorted.
+fn distinct_type_ids(workload: &Workload) -> Vec<u32> {
+    let mut labels: Vec<u32> = workload.requests.iter().filter_map(|r| r.type_id).collect();
+    labels.sort_unstable();
+    labels.dedup();
+    labels
+}
+
+/// The rank of `label` among `labels` (sorted, distinct).
+fn dense_type_id(labels: &[u32], label: u32) -> usize {
+    labels.binary_search(&label).unwrap_or_else(|i| i)
+}
+
+/// Replaces each `type_id` by its rank among the distinct labels present (type ids are labels: 1-based, sparse
+/// or huge ones such as `u32::MAX` become `0..k`), the indices [`policy_context`] gives the types it derives, so
+/// a policy's per-type tables are sized by the number of types, never by a label's value.
+fn densify_type_ids(workload: &mut Workload) {
+    let labels = distinct_type_ids(workload);
+    if labels.last().is_none_or(|&m| m as usize + 1 == labels.len()) {
+        return; // already 0..k
+    }
+    for r in &mut workload.requests {
+        if let Some(t) = r.type_id.as_mut() {
+            *t = dense_type_id(&labels, *t) as u32;
+        }
+    }
 }
 
 /// Checks that `workload` can be simulated under `config`: arrivals sorted, finite and non-negative, lengths
@@ -366,28 +454,20 @@ pub fn validate_workload(workload: &Workload, config: &SchedulerConfig) -> Resul
     config.validate()?;
     check_requests(workload)?;
     let usable_tokens = config.usable_tokens();
-    for s in &workload.requests {
-        let need = u64::from(s.prompt_len) + u64::from(s.output_len);
-        if need > MAX_REQUEST_TOKENS {
-            return Err(Error::InvalidRequest {
-                id: s.id,
-                reason: format!(
-                    "needs {need} tokens of KV cache (prompt {} + output {}); a request may hold at most \
-                     {MAX_REQUEST_TOKENS} tokens",
-                    s.prompt_len, s.output_len
-                ),
-            });
-        }
-        if need > usable_tokens {
-            return Err(Error::InvalidRequest {
-                id: s.id,
-                reason: format!(
-                    "needs {need} tokens of KV cache (prompt {} + output {}) but the cache holds only \
-                     {usable_tokens} usable tokens; raise kv_capacity, set max_model_len or filter the trace",
-                    s.prompt_len, s.output_len
-                ),
-            });
-        }
+    let mut bad = workload.requests.iter().filter_map(|r| oversize(r, usable_tokens).map(|why| (r.id, why)));
+    if let Some((id, why)) = bad.next() {
+        let others = bad.count();
+        let others = match others {
+            0 => "it is the only such request".to_string(),
+            k => format!("{} of the {} requests can never fit", k + 1, workload.requests.len()),
+        };
+        return Err(Error::InvalidRequest {
+            id,
+            reason: format!(
+                "{why}; {others}; raise kv_capacity, set max_model_len, or drop them (drop_oversize=True, \
+                 --drop-oversize)"
+            ),
+        });
     }
     Ok(())
 }
@@ -415,13 +495,17 @@ fn check_requests(workload: &Workload) -> Result<()> {
     Ok(())
 }
 
+/// The time span a batch workload (one request, or all arriving at one instant) is planned over, seconds.
+pub const BATCH_SPAN_S: f64 = 1.0;
+
 /// Number of request types derived from an untyped trace for WAIT (quantile bins of the output length).
 pub const TRACE_TYPE_BINS: usize = 8;
 
 /// What a policy may know about a workload before it runs: the linearised time model, per-type means and rates
 /// (for typed workloads), the observed length samples and the mean arrival rate.
 ///
-/// Types: when every request carries a `type_id`, type j gets the mean prompt and output lengths of its requests
+/// Types: when every request carries a `type_id`, type j (the j-th distinct label in increasing order, which is
+/// the label itself after [`served_workload`] renumbered them) gets the mean prompt and output lengths of its requests
 /// (rounded) and the rate `count_j / span`, where span is the time from the first to the last arrival. Otherwise
 /// (a trace) the types are derived by quantile-binning the output lengths into [`TRACE_TYPE_BINS`] bins
 /// ([`crate::fluid::types_from_lengths`]).
@@ -432,17 +516,23 @@ pub fn policy_context(
 ) -> crate::policies::PolicyContext {
     let (d0, d1) = time_model.linearization();
     let reqs = &workload.requests;
-    let span = match (reqs.first(), reqs.last()) {
-        (Some(a), Some(b)) if b.arrival > a.arrival => Some(b.arrival - a.arrival),
-        _ => None,
+    // A batch (one request, or all at one instant) has no arrival rate: it is planned as if its requests arrived
+    // over BATCH_SPAN_S, so WAIT and Nested WAIT get finite thresholds (and max_wait deadlines) and still run it.
+    let (span, arrival_rate) = match (reqs.first(), reqs.last()) {
+        (Some(a), Some(b)) if b.arrival > a.arrival => {
+            let span = b.arrival - a.arrival;
+            (Some(span), Some((reqs.len() - 1) as f64 / span))
+        }
+        (Some(_), Some(_)) => (Some(BATCH_SPAN_S), Some(reqs.len() as f64 / BATCH_SPAN_S)),
+        _ => (None, None),
     };
-    let arrival_rate = span.map(|s| (reqs.len() - 1) as f64 / s);
     let mut types = Vec::new();
     if let Some(span) = span.filter(|_| reqs.iter().all(|r| r.type_id.is_some())) {
-        let num_types = reqs.iter().filter_map(|r| r.type_id).max().map_or(0, |m| m as usize + 1);
-        let mut sums = vec![(0u64, 0u64, 0u64); num_types];
+        // Sized by the distinct labels present, never by their values (a label may be any u32).
+        let labels = distinct_type_ids(workload);
+        let mut sums = vec![(0u64, 0u64, 0u64); labels.len()];
         for r in reqs {
-            let e = &mut sums[r.type_id.unwrap_or(0) as usize];
+            let e = &mut sums[dense_type_id(&labels, r.type_id.unwrap_or(0))];
             e.0 += 1;
             e.1 += u64::from(r.prompt_len);
             e.2 += u64::from(r.output_len);

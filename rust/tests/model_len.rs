@@ -35,6 +35,7 @@ fn config(num_blocks: u32, model_len: ModelLen) -> SimConfig {
         length_error: 0.2,
         seed: 5,
         model_len,
+        drop_oversize: false,
     }
 }
 

@@ -65,3 +65,20 @@ fn same_seed_same_results() {
     assert_eq!(ta.len(), tb.len());
     assert!(ta.iter().zip(&tb).all(|(x, y)| x.to_bits() == y.to_bits()));
 }
+
+#[test]
+fn oversize_requests_are_counted_and_can_be_dropped() {
+    let cfg = config(8); // 8 blocks of 16 tokens
+    let spec =
+        |id: u64, len: u32| RequestSpec { id, arrival: id as f64, prompt_len: len, output_len: 4, type_id: None };
+    let w = Workload::from_specs(vec![spec(0, 10), spec(1, 500), spec(2, 20), spec(3, 900)]).unwrap();
+    let policy = || Box::new(VllmPolicy::default()) as Box<dyn fluidsched_core::policy::Policy>;
+    let err = Simulator::new(&w, policy(), &cfg).unwrap_err().to_string();
+    assert!(err.contains("2 of the 4 requests") && err.contains("drop_oversize"), "{err}");
+    let cfg = SimConfig { drop_oversize: true, ..cfg };
+    let mut sim = Simulator::new(&w, policy(), &cfg).unwrap();
+    sim.run().unwrap();
+    assert_eq!(sim.num_dropped(), 2);
+    let s = sim.summary();
+    assert_eq!((s.num_finished, s.num_rejected), (2, 2));
+}

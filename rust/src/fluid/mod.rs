@@ -13,5 +13,5 @@ pub mod thresholds;
 
 pub use binning::types_from_lengths;
 pub use model::{Binding, FluidModel, FluidPoint, FluidSolution, kv_token_iterations};
-pub use segments::{LengthDistribution, SegmentPlan, SegmentPlanInput, plan_segments, quantile_boundaries};
+pub use segments::{LengthDistribution, SegmentPlan, SegmentPlanInput, Survival, plan_segments, quantile_boundaries};
 pub use thresholds::{ThresholdPlan, fluid_thresholds, reference_thresholds};

@@ -89,17 +89,30 @@ impl LengthDistribution {
         self.outputs.iter().map(|&(d, w)| f64::from(d) * w).sum()
     }
 
-    /// `s[k] = P(D ≥ k)` for `k = 0..=max_output() + 1`.
-    pub fn survival(&self) -> Vec<f64> {
-        let max = self.max_output() as usize;
-        let mut s = vec![0.0; max + 2];
-        for &(d, w) in &self.outputs {
-            s[d as usize] += w;
+    /// `P(D ≥ k)` for every `k`, as a step function stored per distinct length (memory and time bounded by the
+    /// number of distinct lengths, never by a length's value).
+    pub fn survival(&self) -> Survival {
+        let mut suffix = vec![0.0; self.outputs.len() + 1];
+        for (i, &(_, w)) in self.outputs.iter().enumerate().rev() {
+            suffix[i] = w + suffix[i + 1];
         }
-        for k in (0..=max).rev() {
-            s[k] += s[k + 1];
-        }
-        s
+        Survival { lengths: self.outputs.iter().map(|p| p.0).collect(), suffix }
+    }
+}
+
+/// The survival function `k ↦ P(D ≥ k)` of a [`LengthDistribution`] (see [`LengthDistribution::survival`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Survival {
+    /// Distinct output lengths, ascending.
+    lengths: Vec<u32>,
+    /// `suffix[i]`: total weight of `lengths[i..]`; one more entry (0) at the end.
+    suffix: Vec<f64>,
+}
+
+impl Survival {
+    /// `P(D ≥ k)`.
+    pub fn at(&self, k: u64) -> f64 {
+        self.suffix[self.lengths.partition_point(|&d| u64::from(d) < k)]
     }
 }
 
@@ -192,25 +205,41 @@ pub fn plan_segments(dist: &LengthDistribution, input: &SegmentPlanInput) -> Res
     boundaries.dedup();
     let surv = dist.survival();
     let starts: Vec<u32> = std::iter::once(0).chain(boundaries.iter().copied()).collect();
-    let enter_prob: Vec<f64> = starts.iter().map(|&b| surv[b as usize + 1]).collect();
+    let enter_prob: Vec<f64> = starts.iter().map(|&b| surv.at(u64::from(b) + 1)).collect();
     let entry_rates: Vec<f64> = enter_prob.iter().map(|p| lambda * p).collect();
     let slack = 1.0 + input.headroom;
     let waste = (f64::from(input.block_size.max(1)) - 1.0) / 2.0;
     let (l_mean, l_var) = (dist.prompt_mean, dist.prompt_var);
     let (mut a, mut v) = (0.0, 0.0);
-    let mut seg = 0;
-    for k in 1..=max_len {
-        while seg < boundaries.len() && boundaries[seg] < k {
-            seg += 1;
+    // Σ over decode stages k = 1..=max_len, taken in runs where both P(D ≥ k) and the segment are constant (runs
+    // end at each distinct length and each boundary), so the cost is bounded by the number of distinct lengths
+    // and boundaries, never by the longest length. Within a run, with m(k) = c + k:
+    // Σ m = n·A + n(n−1)/2 and Σ m² = n·A² + 2A·n(n−1)/2 + (n−1)n(2n−1)/6, where A = m(lo), n the run length.
+    let mut ends: Vec<u32> = dist.outputs.iter().map(|p| p.0).chain(boundaries.iter().copied()).collect();
+    ends.sort_unstable();
+    ends.dedup();
+    let c = l_mean - 1.0 + waste;
+    let mut lo: u64 = 1;
+    for &end in &ends {
+        let end = u64::from(end);
+        if end < lo {
+            continue;
         }
-        let (p_k, p_enter) = (surv[k as usize], enter_prob[seg]);
+        let seg = boundaries.partition_point(|&b| u64::from(b) < lo);
+        let (p_k, p_enter) = (surv.at(lo), enter_prob[seg]);
         if p_k <= 0.0 {
             break;
         }
+        let n = (end - lo + 1) as f64;
+        let first = c + lo as f64;
+        let sum_j = n * (n - 1.0) / 2.0;
+        let sum_j2 = (n - 1.0) * n * (2.0 * n - 1.0) / 6.0;
+        let sum_m = n * first + sum_j;
+        let sum_m2 = n * first * first + 2.0 * first * sum_j + sum_j2;
         let q = p_k / p_enter;
-        let m = l_mean + f64::from(k) - 1.0 + waste;
-        a += lambda * p_k * m;
-        v += entry_rates[seg] * (q * l_var + q * (1.0 - q) * m * m);
+        a += lambda * p_k * sum_m;
+        v += entry_rates[seg] * (q * l_var * n + q * (1.0 - q) * sum_m2);
+        lo = end + 1;
     }
     for (s, &b) in starts.iter().enumerate().skip(1) {
         a += slack * entry_rates[s] * (l_mean + f64::from(b) - 1.0 + waste);
@@ -264,9 +293,12 @@ mod tests {
     fn survival_and_quantiles() {
         let d = LengthDistribution::from_samples(&[1, 2, 2, 4, 0, 10, 10, 10], &[5]).unwrap();
         let s = d.survival();
-        assert_eq!(s[1], 1.0);
-        assert_eq!(s[3], 0.5);
-        assert_eq!(s[11], 0.0);
+        assert_eq!(s.at(0), 1.0);
+        assert_eq!(s.at(1), 1.0);
+        assert_eq!(s.at(3), 0.5);
+        assert_eq!(s.at(10), 0.375);
+        assert_eq!(s.at(11), 0.0);
+        assert_eq!(s.at(u64::MAX), 0.0);
         assert_eq!(quantile_boundaries(&d, 4), vec![1, 2]); // the 3/4 quantile is the maximum: dropped
     }
 

@@ -315,7 +315,7 @@ impl<K: Copy + PartialEq> SegmentGate<K> {
         let Some(oldest) = oldest else { return Entry::Skip };
         let n = self.plan.thresholds[s] as usize;
         // The same expression as `next_wakeup`, so a wake-up at the deadline always finds the entry due.
-        let due = oldest + self.max_wait <= now;
+        let due = self.deadline(oldest) <= now;
         let credit = if s == 0 { self.credit.map_or(0, |c| (c.floor() as usize).min(len)) } else { 0 };
         if len < n && !due && credit == 0 {
             return if s == 0 || self.strict_break { Entry::Stop } else { Entry::Pass };
@@ -334,6 +334,12 @@ impl<K: Copy + PartialEq> SegmentGate<K> {
         Entry::Let(count)
     }
 
+    /// When an entry whose oldest request started waiting at `t` is due: `t + max_wait`, clamped to the largest
+    /// finite time (a huge `max_wait` must not make a deadline that never comes).
+    fn deadline(&self, t: f64) -> f64 {
+        (t + self.max_wait).min(f64::MAX)
+    }
+
     /// The boundary queue whose head has been paused longest (segment index), for deadlock breaking.
     pub fn longest_paused(&self) -> Option<usize> {
         (1..self.paused.len())
@@ -349,7 +355,7 @@ impl<K: Copy + PartialEq> SegmentGate<K> {
         first
             .into_iter()
             .chain(later)
-            .map(|t| t + self.max_wait)
+            .map(|t| self.deadline(t))
             // Only future deadlines: a passed one is blocked by segment 1's entry, whose own deadline is pending.
             .filter(|&t| t > now)
             .min_by(f64::total_cmp)

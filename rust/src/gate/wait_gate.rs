@@ -234,9 +234,16 @@ impl<K: Copy + PartialEq> WaitGate<K> {
         k
     }
 
+    /// When a request that arrived at `arrival` is due: `arrival + max_wait`, clamped to the largest finite time so
+    /// that a huge `max_wait` cannot make a deadline that never comes (and a driver that waits for it a jump to
+    /// infinity).
+    fn deadline(&self, arrival: f64) -> f64 {
+        (arrival + self.max_wait).min(f64::MAX)
+    }
+
     /// Whether type j's oldest request reached its deadline (the same expression as [`Self::next_wakeup`]).
     pub fn is_due(&self, j: usize, now: f64) -> bool {
-        self.queues[j].front().is_some_and(|&(_, arrival)| arrival + self.max_wait <= now)
+        self.queues[j].front().is_some_and(|&(_, arrival)| self.deadline(arrival) <= now)
     }
 
     /// How many requests of each type may start at `now`, before capacity limits: a ready type (queue at its
@@ -298,7 +305,7 @@ impl<K: Copy + PartialEq> WaitGate<K> {
         self.queues
             .iter()
             .filter_map(|q| q.front())
-            .map(|&(_, arrival)| arrival + self.max_wait)
+            .map(|&(_, arrival)| self.deadline(arrival))
             .filter(|&t| t > now)
             .min_by(f64::total_cmp)
     }

@@ -4,7 +4,7 @@
 //! (arrival times first, then lengths or types), so the arrival times depend only on the seed, the arrival
 //! process and the number of requests, not on the length table.
 
-use super::{ArrivalProcess, LengthTable, RequestSpec, RequestType, Workload};
+use super::{ArrivalProcess, LengthTable, RequestSpec, RequestType, Workload, check_num_requests};
 use crate::error::{Error, Result, check_positive};
 use crate::rng::Rng;
 
@@ -25,9 +25,7 @@ impl Workload {
         arrivals.validate()?;
         let rows = table.len();
         let n = num_requests.unwrap_or(rows);
-        if n == 0 {
-            return Err(Error::config("num_requests must be >= 1, got 0"));
-        }
+        check_num_requests(n)?;
         let mut master = Rng::new(seed);
         let times = arrivals.arrival_times(n, &mut master.fork());
         check_finite_arrivals(&times, arrivals.rate())?;
@@ -75,9 +73,7 @@ impl Workload {
         if u32::try_from(types.len()).is_err() {
             return Err(Error::config(format!("too many request types: {}", types.len())));
         }
-        if num_requests == 0 {
-            return Err(Error::config("num_requests must be >= 1, got 0"));
-        }
+        check_num_requests(num_requests)?;
         for (j, t) in types.iter().enumerate() {
             check_positive(&format!("rate of request type {j}"), t.rate)?;
             if t.prompt_len == 0 || t.output_len == 0 {
@@ -235,6 +231,17 @@ mod tests {
                 Err(Error::InvalidConfig(m)) => assert!(m.contains(what), "{m}"),
                 other => panic!("expected InvalidConfig({what}), got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn huge_request_counts_are_refused_before_allocating() {
+        let ok = RequestType { prompt_len: 1, output_len: 1, rate: 1.0 };
+        for n in [crate::workload::MAX_NUM_REQUESTS + 1, 1 << 40, usize::MAX] {
+            let err = Workload::from_types(&[ok], n, 1).unwrap_err();
+            assert!(matches!(&err, Error::InvalidConfig(m) if m.contains("num_requests")), "{err}");
+            let err = Workload::from_lengths(&table(3), &poisson(), Some(n), 1).unwrap_err();
+            assert!(matches!(&err, Error::InvalidConfig(m) if m.contains("too large")), "{err}");
         }
     }
 

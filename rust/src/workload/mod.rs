@@ -16,6 +16,24 @@ pub use arrivals::ArrivalProcess;
 pub use model_len::{LengthOutcome, ModelLen, OverLength, ServedWorkload};
 pub use trace::{LengthTable, TraceData, TraceFormat, TraceOptions, detect_format, parse_trace, read_trace_file};
 
+/// Most requests one workload may hold (2^26 = 67,108,864). Generators allocate per request up front (about
+/// 100 bytes each across the workload and a simulation's records), so a larger `num_requests` is refused with
+/// an [`Error::InvalidConfig`](crate::Error) before anything is sized by it.
+pub const MAX_NUM_REQUESTS: usize = 1 << 26;
+
+/// Fails unless `1 <= num_requests <= MAX_NUM_REQUESTS`, naming the argument.
+pub(crate) fn check_num_requests(num_requests: usize) -> crate::Result<()> {
+    if num_requests == 0 {
+        return Err(crate::Error::config("num_requests must be >= 1, got 0"));
+    }
+    if num_requests > MAX_NUM_REQUESTS {
+        return Err(crate::Error::config(format!(
+            "num_requests {num_requests} is too large: a workload holds at most {MAX_NUM_REQUESTS} requests"
+        )));
+    }
+    Ok(())
+}
+
 /// One request of a workload as the simulator replays it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RequestSpec {

@@ -6,8 +6,12 @@ use super::{RequestSpec, Workload};
 use crate::error::{Error, Result, check_positive};
 
 impl Workload {
-    /// A workload from caller-built requests, validated (see [`Workload::validate`]); no warnings.
+    /// A workload from caller-built requests, validated (see [`Workload::validate`]); no warnings. An empty list
+    /// is refused ([`Error::InvalidTrace`]), like an empty trace file: there is nothing to simulate or plan with.
     pub fn from_specs(specs: Vec<RequestSpec>) -> Result<Workload> {
+        if specs.is_empty() {
+            return Err(Error::trace("the workload has no requests; at least one is needed"));
+        }
         let w = Workload { requests: specs, warnings: Vec::new() };
         w.validate()?;
         Ok(w)
@@ -115,7 +119,8 @@ mod tests {
         let w = Workload::from_specs(vec![spec(3, 0.0), spec(1, 0.0), spec(2, 2.5)]).unwrap();
         assert_eq!(w.len(), 3);
         assert!(!w.is_empty() && w.warnings.is_empty());
-        assert!(Workload::from_specs(vec![]).unwrap().is_empty());
+        let err = Workload::from_specs(vec![]).unwrap_err();
+        assert!(matches!(&err, Error::InvalidTrace { reason, .. } if reason.contains("no requests")), "{err}");
     }
 
     #[test]

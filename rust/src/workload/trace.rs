@@ -9,7 +9,8 @@
 //! | [`TraceFormat::VidurLengths`] | `num_prefill_tokens,num_decode_tokens` | [`TraceData::Lengths`] |
 //! | [`TraceFormat::LmsysWords`] | `question_length,answer_length` | [`TraceData::Lengths`] |
 //!
-//! Vidur's `arrived_at` is used as is (seconds); Azure's wall-clock `TIMESTAMP` becomes seconds since the first
+//! Vidur's `arrived_at` is read as seconds and shifted so the first row arrives at 0 (with a warning when it did
+//! not already); Azure's wall-clock `TIMESTAMP` becomes seconds since the first
 //! row's timestamp. Rows must already be sorted by arrival: a timestamp earlier than the row before it is an
 //! error, never silently re-sorted. Zero lengths are clamped to 1 with one aggregated warning per column.
 //!
@@ -182,8 +183,10 @@ pub fn parse_trace(text: &str, opts: &TraceOptions) -> Result<TraceData> {
                     return Err(Error::trace_at(
                         at(n, 0),
                         format!(
-                            "timestamps go backwards: \"{raw}\" on line {n} is earlier than \"{praw}\" on line \
-                             {pn}; the trace must be sorted by arrival time"
+                            "timestamps go backwards: \"{}\" on line {n} is earlier than \"{}\" on line \
+                             {pn}; the trace must be sorted by arrival time",
+                            fields::excerpt(raw),
+                            fields::excerpt(praw)
                         ),
                     ));
                 }
@@ -221,6 +224,19 @@ pub fn parse_trace(text: &str, opts: &TraceOptions) -> Result<TraceData> {
     }
     if !timed {
         return Ok(TraceData::Lengths(LengthTable { prompt, output, warnings }));
+    }
+    // Arrivals are seconds since the first row (Azure's timestamps are converted so already). Absolute times such
+    // as epoch seconds would otherwise run the whole simulation near 1e9..1e15 s, where an f64 cannot resolve an
+    // iteration (latencies and TTFT round to 0): shift them, and say so.
+    if let Some(&first) = arrivals.first().filter(|&&a| a > 0.0) {
+        for a in &mut arrivals {
+            *a -= first;
+        }
+        warnings.push(format!(
+            "arrival times shifted by -{first} s so that the first request arrives at 0 (the trace's \"{}\" \
+             column starts at {first})",
+            layout.names[0]
+        ));
     }
     let requests = (0..prompt.len())
         .map(|i| RequestSpec {

@@ -2,6 +2,18 @@
 //!
 //! Each parser returns the reason as a plain `String` on failure; the caller adds the line and column.
 
+/// Longest excerpt of input quoted in an error message, in characters.
+pub(crate) const MAX_QUOTED_CHARS: usize = 60;
+
+/// `raw` for an error message: whole when short, else its first [`MAX_QUOTED_CHARS`] characters, an ellipsis
+/// and its size, so a message never grows with the input (a CR-only file is one huge "line").
+pub(crate) fn excerpt(raw: &str) -> std::borrow::Cow<'_, str> {
+    match raw.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => std::borrow::Cow::Borrowed(raw),
+        Some((cut, _)) => std::borrow::Cow::Owned(format!("{}… ({} bytes)", &raw[..cut], raw.len())),
+    }
+}
+
 /// Trims whitespace and one pair of surrounding double quotes (no embedded commas or escapes are supported).
 pub(super) fn clean(cell: &str) -> &str {
     let t = cell.trim();
@@ -10,21 +22,22 @@ pub(super) fn clean(cell: &str) -> &str {
 
 /// A non-negative whole number, written as an integer (`12`) or an integral float (`12.0`, `1.2e1`).
 pub(super) fn parse_count(raw: &str) -> Result<u64, String> {
+    let shown = excerpt(raw);
     if raw.is_empty() {
         return Err("empty value; expected a whole number of tokens".into());
     }
     if let Ok(v) = raw.parse::<u64>() {
         return Ok(v);
     }
-    let v: f64 = raw.parse().map_err(|_| format!("not a number: found \"{raw}\""))?;
+    let v: f64 = raw.parse().map_err(|_| format!("not a number: found \"{shown}\""))?;
     if !v.is_finite() {
-        return Err(format!("not a finite number: found \"{raw}\""));
+        return Err(format!("not a finite number: found \"{shown}\""));
     }
     if v < 0.0 {
-        return Err(format!("negative value: found \"{raw}\"; lengths must be >= 0"));
+        return Err(format!("negative value: found \"{shown}\"; lengths must be >= 0"));
     }
     if v.fract() != 0.0 {
-        return Err(format!("fractional token count: found \"{raw}\"; token columns must hold whole numbers"));
+        return Err(format!("fractional token count: found \"{shown}\"; token columns must hold whole numbers"));
     }
     if v > u64::MAX as f64 {
         return Err(too_large(raw));
@@ -34,20 +47,22 @@ pub(super) fn parse_count(raw: &str) -> Result<u64, String> {
 
 /// The message for a count that does not fit in `u32`.
 pub(super) fn too_large(raw: &str) -> String {
-    format!("value too large: found \"{raw}\"; token counts must be at most {}", u32::MAX)
+    let shown = excerpt(raw);
+    format!("value too large: found \"{shown}\"; token counts must be at most {}", u32::MAX)
 }
 
 /// A finite, non-negative number of seconds (Vidur's `arrived_at`).
 pub(super) fn parse_seconds(raw: &str) -> Result<f64, String> {
+    let shown = excerpt(raw);
     if raw.is_empty() {
         return Err("empty value; expected an arrival time in seconds".into());
     }
-    let v: f64 = raw.parse().map_err(|_| format!("not a number: found \"{raw}\""))?;
+    let v: f64 = raw.parse().map_err(|_| format!("not a number: found \"{shown}\""))?;
     if !v.is_finite() {
-        return Err(format!("not a finite number: found \"{raw}\""));
+        return Err(format!("not a finite number: found \"{shown}\""));
     }
     if v < 0.0 {
-        return Err(format!("negative value: found \"{raw}\"; arrival times must be >= 0"));
+        return Err(format!("negative value: found \"{shown}\"; arrival times must be >= 0"));
     }
     Ok(v)
 }
@@ -58,7 +73,8 @@ pub(super) fn parse_seconds(raw: &str) -> Result<f64, String> {
 /// Splitting whole seconds from the fraction keeps sub-microsecond precision when two timestamps are
 /// subtracted.
 pub(super) fn parse_timestamp(raw: &str) -> Result<(i64, f64), String> {
-    let bad = |why: &str| format!("unparseable timestamp \"{raw}\": {why} (expected YYYY-MM-DD HH:MM:SS[.fraction])");
+    let shown = excerpt(raw);
+    let bad = |why: &str| format!("unparseable timestamp \"{shown}\": {why} (expected YYYY-MM-DD HH:MM:SS[.fraction])");
     let (date, time) = raw.split_once([' ', 'T']).ok_or_else(|| bad("no space between date and time"))?;
     let mut d = date.split('-');
     let (Some(y), Some(mo), Some(dd), None) = (d.next(), d.next(), d.next(), d.next()) else {

@@ -73,7 +73,13 @@ pub fn detect_format(header: &str) -> Result<TraceFormat> {
 /// Matches a header against the known formats.
 pub(super) fn layout(header: &str) -> Result<Layout> {
     let cells: Vec<&str> = header.split(',').map(clean).collect();
-    let found = || format!("header found: [{}]", cells.join(", "));
+    let found = || {
+        // At most 20 cells, each cut to a short excerpt: a huge header (or a CR-only file) never fills the message.
+        let shown: Vec<_> = cells.iter().take(20).map(|c| super::fields::excerpt(c)).collect();
+        let more = cells.len().saturating_sub(20);
+        let more = if more > 0 { format!(", … ({more} more)") } else { String::new() };
+        format!("header found: [{}{more}]", shown.join(", "))
+    };
     let position = |name: &str| cells.iter().position(|c| c.eq_ignore_ascii_case(name));
     // Pick the format with every column present; otherwise the closest one, to name what is missing.
     let mut best: Option<(TraceFormat, usize)> = None;

@@ -299,3 +299,30 @@ fn shared_length_only_traces() {
         }
     }
 }
+
+#[test]
+fn vidur_absolute_timestamps_are_shifted_to_start_at_zero() {
+    let w = timed("arrived_at,num_prefill_tokens,num_decode_tokens\n1700000000000000,10,5\n1700000000000002.5,10,5\n");
+    let t: Vec<f64> = w.requests.iter().map(|r| r.arrival).collect();
+    assert_eq!(t, vec![0.0, 2.5]);
+    assert_eq!(w.warnings.len(), 1, "{:?}", w.warnings);
+    assert!(w.warnings[0].contains("shifted") && w.warnings[0].contains("arrived_at"), "{:?}", w.warnings);
+    let w = timed("arrived_at,num_prefill_tokens,num_decode_tokens\n0,10,5\n2.5,10,5\n");
+    assert!(w.warnings.is_empty(), "{:?}", w.warnings);
+}
+
+#[test]
+fn error_messages_quote_a_bounded_excerpt_of_the_input() {
+    let opts = TraceOptions::default();
+    // A CR-only file is one "line": the header check used to quote all of it.
+    let mut cr_only = String::from("arrived_at,num_prefill_tokens,num_decode_tokens");
+    for i in 0..20_000 {
+        cr_only.push_str(&format!("\r{i},10,5"));
+    }
+    let huge_cell = format!("arrived_at,num_prefill_tokens,num_decode_tokens\n0,{},5\n", "9".repeat(5_000_000));
+    let huge_header = format!("{},b\n1,2\n", "x".repeat(5_000_000));
+    for text in [cr_only, huge_cell, huge_header] {
+        let err = parse_trace(&text, &opts).unwrap_err().to_string();
+        assert!(err.len() < 2_000, "{} bytes: {}", err.len(), &err[..200]);
+    }
+}
