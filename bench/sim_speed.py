@@ -1,8 +1,10 @@
 """Simulator speed: simulated requests per wall-second, per policy, on the bundled Azure sample.
 
-Run with ``python bench/sim_speed.py`` (after ``make build-dev``). Prints one line per policy and run; the
-figure of merit is the median over repeats. The trace is replayed at its own arrival times (about 4.9 req/s for
-the first 5,000 requests) and, with ``--rate``, at a rescaled rate.
+Run with ``python bench/sim_speed.py`` (after ``make build-dev``). Prints one line per policy; the figure of merit
+is the median over repeats, and the last column is that median relative to ``vllm``'s in the same run (the goal:
+every policy at 0.5 or more). Repeats are interleaved (every policy once, then again), so that a change in the
+machine's load during the run affects every policy alike. The trace is replayed at its own arrival times (about
+4.9 req/s for the first 5,000 requests) and, with ``--rate``, at a rescaled rate.
 """
 
 from __future__ import annotations
@@ -28,22 +30,32 @@ def main() -> None:
         f"{len(workload)} requests from {bundled_trace('azure').name}, "
         f"rate {workload.mean_rate:.2f} req/s, Llama-2-7B/A100 time model, 118,784 KV tokens"
     )
-    print(f"{'policy':>12} {'median req/wall-s':>18} {'min':>10} {'max':>10} {'sim wall s':>11} {'iterations':>11}")
-    for policy in args.policy or POLICY_NAMES:
-        rates = []
-        iterations = 0
-        wall = []
-        for _ in range(args.repeats):
+    policies = list(args.policy or POLICY_NAMES)
+    reference = "vllm"
+    if reference not in policies:
+        policies.insert(0, reference)
+    rates: dict[str, list[float]] = {policy: [] for policy in policies}
+    wall: dict[str, list[float]] = {policy: [] for policy in policies}
+    iterations: dict[str, int] = {}
+    for _ in range(max(args.repeats, 1)):
+        for policy in policies:
             t0 = time.perf_counter()
             result = simulate(workload, policy)
             elapsed = time.perf_counter() - t0
             s = result.summary()
-            rates.append(s["num_finished"] / elapsed)
-            wall.append(s["wall_time_s"])
-            iterations = int(s["num_iterations"])
+            rates[policy].append(s["num_finished"] / elapsed)
+            wall[policy].append(s["wall_time_s"])
+            iterations[policy] = int(s["num_iterations"])
+    base = statistics.median(rates[reference])
+    print(
+        f"{'policy':>12} {'median req/wall-s':>18} {'min':>10} {'max':>10} {'sim wall s':>11} {'iterations':>11} "
+        f"{'vs vllm':>8}"
+    )
+    for policy in policies:
+        median = statistics.median(rates[policy])
         print(
-            f"{policy:>12} {statistics.median(rates):>18,.0f} {min(rates):>10,.0f} {max(rates):>10,.0f} "
-            f"{statistics.median(wall):>11.4f} {iterations:>11,}"
+            f"{policy:>12} {median:>18,.0f} {min(rates[policy]):>10,.0f} {max(rates[policy]):>10,.0f} "
+            f"{statistics.median(wall[policy]):>11.4f} {iterations[policy]:>11,} {median / base:>8.2f}"
         )
 
 

@@ -29,9 +29,8 @@ pub struct BlockPool {
 }
 
 impl BlockPool {
-    /// A pool of `num_blocks` blocks of `block_size` tokens, keeping `watermark` (a fraction in `[0, 1)`) of
-    /// the blocks free at admission time, as vLLM does (its default is 0.01).
-    pub fn new(num_blocks: u32, block_size: u32, watermark: f64) -> Result<Self> {
+    /// Checks a pool's geometry without building it (the errors [`BlockPool::new`] gives), in O(1).
+    pub fn check_geometry(num_blocks: u32, block_size: u32, watermark: f64) -> Result<()> {
         if num_blocks == 0 {
             return Err(Error::config("num_blocks must be >= 1 (the KV cache cannot be empty)"));
         }
@@ -47,6 +46,13 @@ impl BlockPool {
         if !(watermark.is_finite() && (0.0..1.0).contains(&watermark)) {
             return Err(Error::config(format!("watermark must be a fraction in [0, 1), got {watermark}")));
         }
+        Ok(())
+    }
+
+    /// A pool of `num_blocks` blocks of `block_size` tokens, keeping `watermark` (a fraction in `[0, 1)`) of
+    /// the blocks free at admission time, as vLLM does (its default is 0.01).
+    pub fn new(num_blocks: u32, block_size: u32, watermark: f64) -> Result<Self> {
+        Self::check_geometry(num_blocks, block_size, watermark)?;
         // Floor, like vLLM and Vidur (`int(watermark * num_blocks)`).
         let watermark_blocks = crate::batch::watermark_blocks(num_blocks, watermark);
         Ok(BlockPool {

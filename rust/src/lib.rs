@@ -38,6 +38,7 @@ pub mod block_pool;
 pub mod error;
 pub mod fluid;
 pub mod gate;
+pub mod keyed_deque;
 pub mod metrics;
 pub mod plan;
 pub mod policies;

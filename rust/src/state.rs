@@ -42,7 +42,7 @@ impl Default for SchedulerConfig {
 impl SchedulerConfig {
     /// Checks every field, naming the first bad one.
     pub fn validate(&self) -> Result<()> {
-        BlockPool::new(self.num_blocks, self.block_size, self.watermark)?;
+        BlockPool::check_geometry(self.num_blocks, self.block_size, self.watermark)?;
         if self.max_num_seqs == 0 {
             return Err(Error::config("max_num_seqs must be >= 1"));
         }

@@ -1,7 +1,6 @@
 //! Regression: preemptions made in a step that schedules nothing are still counted in the simulator's records.
 
-use std::collections::VecDeque;
-
+use fluidsched_core::policies::fcfs_queue::FcfsQueue;
 use fluidsched_core::policies::vllm::{admit_fcfs, schedule_running};
 use fluidsched_core::policy::Policy;
 use fluidsched_core::request::Slot;
@@ -12,7 +11,7 @@ use fluidsched_core::{RequestSpec, SimConfig, Simulator, Workload};
 /// vLLM-like, except that its second step preempts every running request and schedules nothing.
 #[derive(Debug, Default)]
 struct PreemptOnce {
-    waiting: VecDeque<Slot>,
+    waiting: FcfsQueue,
     calls: u32,
 }
 
@@ -24,8 +23,7 @@ impl Policy for PreemptOnce {
         self.waiting.push_back(slot);
     }
     fn remove_waiting(&mut self, _state: &SchedulerState, slot: Slot) -> bool {
-        let pos = self.waiting.iter().position(|&s| s == slot);
-        pos.and_then(|p| self.waiting.remove(p)).is_some()
+        self.waiting.remove_slot(slot)
     }
     fn num_waiting(&self) -> usize {
         self.waiting.len()

@@ -438,11 +438,9 @@ impl AdmissionController {
                         if !self.profile.is_empty() && !self.profile.fits_with(p, capacity) {
                             break 'types;
                         }
-                        self.profile.push(p);
-                        self.profile.rebuild();
+                        self.profile.add(p);
                     } else if profile_built {
-                        self.profile.push(p);
-                        self.profile.rebuild();
+                        self.profile.add(p);
                     }
                     finals += own;
                 }

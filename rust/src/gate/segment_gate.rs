@@ -10,7 +10,9 @@
 //! A request's segment travels as a `u32` tag: the low bits are the segment index, [`PAUSED`] marks a request
 //! that finished its segment and waits at the next one's entry.
 
-use std::collections::VecDeque;
+use std::hash::Hash;
+
+use crate::keyed_deque::KeyedDeque;
 
 use crate::fluid::{LengthDistribution, SegmentPlan, SegmentPlanInput, plan_segments};
 
@@ -53,12 +55,12 @@ pub struct SegmentGate<K> {
     mean_gap: f64,
     last_arrival: Option<f64>,
     /// Segment 1's entry: keys with their arrival times.
-    entry: VecDeque<(K, f64)>,
+    entry: KeyedDeque<K, f64>,
     /// Admission credit of segment 1's entry (see [`SegmentGateOptions::credit`]).
     credit: Option<f64>,
     last_decision: Option<f64>,
     /// `paused[s]`: keys (with their pause time) waiting to enter segment s (index 0 unused).
-    paused: Vec<VecDeque<(K, f64)>>,
+    paused: Vec<KeyedDeque<K, f64>>,
     occupancy: Vec<u32>,
 }
 
@@ -78,7 +80,7 @@ pub struct SegmentGateOptions {
     pub credit: bool,
 }
 
-impl<K: Copy + PartialEq> SegmentGate<K> {
+impl<K: Copy + Eq + Hash> SegmentGate<K> {
     /// A gate over `plan`, made from `input` and `dist` (kept to re-plan when the arrival rate drifts).
     pub fn new(dist: LengthDistribution, input: SegmentPlanInput, plan: SegmentPlan, opts: SegmentGateOptions) -> Self {
         let segments = plan.thresholds.len();
@@ -92,10 +94,10 @@ impl<K: Copy + PartialEq> SegmentGate<K> {
             max_wait: opts.max_wait,
             rate_estimation: opts.rate_estimation,
             last_arrival: None,
-            entry: VecDeque::new(),
+            entry: KeyedDeque::default(),
             credit: opts.credit.then_some(0.0),
             last_decision: None,
-            paused: vec![VecDeque::new(); segments],
+            paused: (0..segments).map(|_| KeyedDeque::new()).collect(),
             occupancy: vec![0; segments],
         }
     }
@@ -113,10 +115,10 @@ impl<K: Copy + PartialEq> SegmentGate<K> {
             rate_estimation: self.rate_estimation,
             mean_gap: self.mean_gap,
             last_arrival: self.last_arrival,
-            entry: VecDeque::new(),
+            entry: KeyedDeque::default(),
             credit: self.credit.map(|_| 0.0),
             last_decision: None,
-            paused: vec![VecDeque::new(); self.paused.len()],
+            paused: (0..self.paused.len()).map(|_| KeyedDeque::default()).collect(),
             occupancy: vec![0; self.occupancy.len()],
         }
     }
@@ -163,7 +165,7 @@ impl<K: Copy + PartialEq> SegmentGate<K> {
 
     /// Requests paused at segment boundaries.
     pub fn num_paused(&self) -> usize {
-        self.paused.iter().map(VecDeque::len).sum()
+        self.paused.iter().map(KeyedDeque::len).sum()
     }
 
     /// The segment a request that has emitted `out` tokens computes its next iteration in.
@@ -174,7 +176,7 @@ impl<K: Copy + PartialEq> SegmentGate<K> {
     /// A new arrival at segment 1's entry (updates the rate estimate, and re-plans if it drifted).
     pub fn arrive(&mut self, key: K, arrival: f64) {
         self.observe_arrival(arrival);
-        self.entry.push_back((key, arrival));
+        self.entry.push_back(key, arrival);
     }
 
     fn observe_arrival(&mut self, arrival: f64) {
@@ -194,27 +196,24 @@ impl<K: Copy + PartialEq> SegmentGate<K> {
         self.last_arrival = Some(arrival.max(self.last_arrival.unwrap_or(arrival)));
     }
 
-    /// Removes `key` from segment 1's entry (aborted or finished while waiting); false if it is not there.
+    /// Removes `key` from segment 1's entry (aborted or finished while waiting), in O(1); false if it is not there.
     pub fn remove_waiting(&mut self, key: K) -> bool {
-        match self.entry.iter().position(|&(k, _)| k == key) {
-            Some(pos) => self.entry.remove(pos).is_some(),
-            None => false,
-        }
+        self.entry.remove(&key).is_some()
     }
 
     /// The head of segment 1's entry.
     pub fn front_waiting(&self) -> Option<K> {
-        self.entry.front().map(|&(k, _)| k)
+        self.entry.front().map(|(k, _)| k)
     }
 
     /// The first `n` keys at segment 1's entry.
     pub fn head_waiting(&self, n: usize) -> impl Iterator<Item = K> + '_ {
-        self.entry.iter().take(n).map(|&(k, _)| k)
+        self.entry.iter().take(n).map(|(k, _)| k)
     }
 
     /// The head of segment `s`'s boundary queue.
     pub fn front_paused(&self, s: usize) -> Option<K> {
-        self.paused[s].front().map(|&(k, _)| k)
+        self.paused[s].front().map(|(k, _)| k)
     }
 
     /// The arrival rate segment 1's credit uses: the online estimate when on, else the planned rate.
@@ -280,7 +279,7 @@ impl<K: Copy + PartialEq> SegmentGate<K> {
         let last = self.plan.boundaries.len() as u32;
         if tag & PAUSED == 0 && tag < last && out >= self.plan.boundaries[tag as usize] {
             self.occupancy[tag as usize] -= 1;
-            self.paused[tag as usize + 1].push_back((key, now));
+            self.paused[tag as usize + 1].push_back(key, now);
             PAUSED | (tag + 1)
         } else {
             tag
@@ -291,10 +290,7 @@ impl<K: Copy + PartialEq> SegmentGate<K> {
     /// segment, or leaves its boundary queue.
     pub fn leave(&mut self, key: K, tag: u32) {
         if tag & PAUSED != 0 {
-            let q = &mut self.paused[(tag & !PAUSED) as usize];
-            if let Some(pos) = q.iter().position(|&(k, _)| k == key) {
-                q.remove(pos);
-            }
+            self.paused[(tag & !PAUSED) as usize].remove(&key);
         } else if let Some(o) = self.occupancy.get_mut(tag as usize) {
             *o = o.saturating_sub(1);
         }
@@ -302,15 +298,15 @@ impl<K: Copy + PartialEq> SegmentGate<K> {
 
     /// A preempted request re-queued at the head of segment 1's entry.
     pub fn requeue_front(&mut self, key: K, arrival: f64) {
-        self.entry.push_front((key, arrival));
+        self.entry.push_front(key, arrival);
     }
 
     /// What segment `s`'s entry does at `now` (call for s = 0, 1, … in order, stopping at [`Entry::Stop`]).
     pub fn entry_decision(&self, s: usize, now: f64) -> Entry {
         let (len, oldest) = if s == 0 {
-            (self.entry.len(), self.entry.front().map(|&(_, t)| t))
+            (self.entry.len(), self.entry.front().map(|(_, t)| t))
         } else {
-            (self.paused[s].len(), self.paused[s].front().map(|&(_, t)| t))
+            (self.paused[s].len(), self.paused[s].front().map(|(_, t)| t))
         };
         let Some(oldest) = oldest else { return Entry::Skip };
         let n = self.plan.thresholds[s] as usize;
@@ -343,15 +339,15 @@ impl<K: Copy + PartialEq> SegmentGate<K> {
     /// The boundary queue whose head has been paused longest (segment index), for deadlock breaking.
     pub fn longest_paused(&self) -> Option<usize> {
         (1..self.paused.len())
-            .filter_map(|s| self.paused[s].front().map(|&(_, t)| (s, t)))
+            .filter_map(|s| self.paused[s].front().map(|(_, t)| (s, t)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(s, _)| s)
     }
 
     /// The earliest future entry deadline, so that an idle driver wakes up for it.
     pub fn next_wakeup(&self, now: f64) -> Option<f64> {
-        let first = self.entry.front().map(|&(_, t)| t);
-        let later = self.paused.iter().filter_map(|q| q.front().map(|&(_, t)| t));
+        let first = self.entry.front().map(|(_, t)| t);
+        let later = self.paused.iter().filter_map(|q| q.front().map(|(_, t)| t));
         first
             .into_iter()
             .chain(later)

@@ -7,9 +7,10 @@
 //! (keys are scheduler slots) and the engine-facing [`super::AdmissionController`] (keys are request ids) both
 //! call it, and each applies its own memory checks to the candidates it names.
 
-use std::collections::VecDeque;
+use std::hash::Hash;
 
 use crate::error::{Error, Result, check_positive};
+use crate::keyed_deque::KeyedDeque;
 
 /// When types are admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +68,8 @@ pub struct WaitGate<K> {
     thresholds: Vec<u32>,
     admission: AdmissionRule,
     max_wait: f64,
-    /// `queues[j]`: waiting requests of type j, oldest first, with their arrival times.
-    queues: Vec<VecDeque<(K, f64)>>,
+    /// `queues[j]`: waiting requests of type j, oldest first, with their arrival times (removable by key in O(1)).
+    queues: Vec<KeyedDeque<K, f64>>,
     num_waiting: usize,
     tracking: CohortTracking,
     /// Planned arrival rate of each type (0: unknown).
@@ -81,7 +82,7 @@ pub struct WaitGate<K> {
     last_decision: Option<f64>,
 }
 
-impl<K: Copy + PartialEq> WaitGate<K> {
+impl<K: Copy + Eq + Hash> WaitGate<K> {
     /// A gate with thresholds `n_j >= 1`, an admission rule and a liveness deadline `max_wait > 0` seconds.
     pub fn new(thresholds: Vec<u32>, admission: AdmissionRule, max_wait: f64) -> Result<Self> {
         if thresholds.is_empty() || thresholds.contains(&0) {
@@ -93,7 +94,7 @@ impl<K: Copy + PartialEq> WaitGate<K> {
             thresholds,
             admission,
             max_wait,
-            queues: vec![VecDeque::new(); m],
+            queues: (0..m).map(|_| KeyedDeque::new()).collect(),
             num_waiting: 0,
             tracking: CohortTracking::PAPER,
             planned_rates: vec![0.0; m],
@@ -173,7 +174,7 @@ impl<K: Copy + PartialEq> WaitGate<K> {
 
     /// A new arrival of type `j` (at the back of its queue); updates the type's rate estimate.
     pub fn push_back(&mut self, j: usize, key: K, arrival: f64) {
-        self.queues[j].push_back((key, arrival));
+        self.queues[j].push_back(key, arrival);
         self.num_waiting += 1;
         if let Some(alpha) = self.tracking.rate_estimation {
             if let Some(last) = self.last_arrival[j] {
@@ -201,30 +202,25 @@ impl<K: Copy + PartialEq> WaitGate<K> {
 
     /// A request of type `j` put back at the head of its queue (preempted, or skipped by the engine).
     pub fn push_front(&mut self, j: usize, key: K, arrival: f64) {
-        self.queues[j].push_front((key, arrival));
+        self.queues[j].push_front(key, arrival);
         self.num_waiting += 1;
     }
 
-    /// Removes `key` from type `j`'s queue (aborted, finished while waiting); false if it is not there.
+    /// Removes `key` from type `j`'s queue (aborted, finished while waiting), in O(1); false if it is not there.
     pub fn remove(&mut self, j: usize, key: K) -> bool {
-        match self.queues[j].iter().position(|&(k, _)| k == key) {
-            Some(pos) => {
-                self.queues[j].remove(pos);
-                self.num_waiting -= 1;
-                true
-            }
-            None => false,
-        }
+        let removed = self.queues[j].remove(&key).is_some();
+        self.num_waiting -= usize::from(removed);
+        removed
     }
 
     /// The head of type `j`'s queue.
     pub fn front(&self, j: usize) -> Option<K> {
-        self.queues[j].front().map(|&(k, _)| k)
+        self.queues[j].front().map(|(k, _)| k)
     }
 
     /// The first `n` requests of type `j`, oldest first.
     pub fn head(&self, j: usize, n: usize) -> impl Iterator<Item = K> + '_ {
-        self.queues[j].iter().take(n).map(|&(k, _)| k)
+        self.queues[j].iter().take(n).map(|(k, _)| k)
     }
 
     /// Takes the head of type `j`'s queue (it was admitted).
@@ -243,7 +239,7 @@ impl<K: Copy + PartialEq> WaitGate<K> {
 
     /// Whether type j's oldest request reached its deadline (the same expression as [`Self::next_wakeup`]).
     pub fn is_due(&self, j: usize, now: f64) -> bool {
-        self.queues[j].front().is_some_and(|&(_, arrival)| self.deadline(arrival) <= now)
+        self.queues[j].front().is_some_and(|(_, arrival)| self.deadline(arrival) <= now)
     }
 
     /// How many requests of each type may start at `now`, before capacity limits: a ready type (queue at its
@@ -297,15 +293,16 @@ impl<K: Copy + PartialEq> WaitGate<K> {
     pub fn admission_order(&self, sizes: &[usize], order: &mut Vec<usize>) {
         order.clear();
         order.extend((0..sizes.len()).filter(|&j| sizes[j] > 0));
-        order.sort_by(|&a, &b| self.queues[a][0].1.total_cmp(&self.queues[b][0].1));
+        let head_arrival = |j: usize| self.queues[j].front().map_or(f64::INFINITY, |(_, arrival)| arrival);
+        order.sort_by(|&a, &b| head_arrival(a).total_cmp(&head_arrival(b)));
     }
 
     /// The earliest future deadline of a queue head, so that an idle driver wakes up for it.
     pub fn next_wakeup(&self, now: f64) -> Option<f64> {
         self.queues
             .iter()
-            .filter_map(|q| q.front())
-            .map(|&(_, arrival)| self.deadline(arrival))
+            .filter_map(KeyedDeque::front)
+            .map(|(_, arrival)| self.deadline(arrival))
             .filter(|&t| t > now)
             .min_by(f64::total_cmp)
     }

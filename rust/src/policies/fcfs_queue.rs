@@ -1,46 +1,63 @@
 //! The first-come-first-served waiting queue shared by vLLM, Sarathi-Serve, SGLang and Orca, and the macro that
 //! implements their identical [`Policy`](crate::policy::Policy) queue methods on top of it.
 
-use std::collections::VecDeque;
-use std::ops::{Deref, DerefMut};
-
+use crate::keyed_deque::KeyedDeque;
 use crate::policies::vllm::schedule_running;
 use crate::request::Slot;
 use crate::scheduler::SchedulerState;
 use crate::step::Step;
 
-/// Waiting requests in admission order: new arrivals at the back, preempted requests back at the front.
+/// Waiting requests in admission order: new arrivals at the back, preempted requests back at the front. Removing
+/// a request from anywhere (aborted, or finished while waiting) is O(1): no scan of the queue.
 #[derive(Debug, Clone, Default)]
-pub struct FcfsQueue(VecDeque<Slot>);
+pub struct FcfsQueue(KeyedDeque<Slot, ()>);
 
 impl FcfsQueue {
     /// Serves the running requests by vLLM's rule ([`schedule_running`]) within `budget` tokens, putting the
     /// requests it preempts back at the front of this queue (oldest first). Returns the budget left and whether
     /// anything was preempted.
     pub fn serve_running(&mut self, state: &mut SchedulerState, step: &mut Step, budget: u32) -> (u32, bool) {
-        schedule_running(state, step, budget, |slot| self.0.push_front(slot))
+        schedule_running(state, step, budget, |slot| self.push_front(slot))
     }
 
-    /// Removes `slot` wherever it is (an aborted request); false if it is not queued.
+    /// Removes `slot` wherever it is (an aborted request), in O(1); false if it is not queued.
     pub fn remove_slot(&mut self, slot: Slot) -> bool {
-        match self.0.iter().position(|&s| s == slot) {
-            Some(pos) => self.0.remove(pos).is_some(),
-            None => false,
-        }
+        self.0.remove(&slot).is_some()
     }
-}
 
-impl Deref for FcfsQueue {
-    type Target = VecDeque<Slot>;
-
-    fn deref(&self) -> &VecDeque<Slot> {
-        &self.0
+    /// A new arrival, at the back.
+    pub fn push_back(&mut self, slot: Slot) {
+        self.0.push_back(slot, ());
     }
-}
 
-impl DerefMut for FcfsQueue {
-    fn deref_mut(&mut self) -> &mut VecDeque<Slot> {
-        &mut self.0
+    /// A preempted request, back at the front.
+    pub fn push_front(&mut self, slot: Slot) {
+        self.0.push_front(slot, ());
+    }
+
+    /// The head of the queue.
+    pub fn front(&self) -> Option<Slot> {
+        self.0.front().map(|(slot, ())| slot)
+    }
+
+    /// Takes the head of the queue.
+    pub fn pop_front(&mut self) -> Option<Slot> {
+        self.0.pop_front().map(|(slot, ())| slot)
+    }
+
+    /// Requests waiting.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The waiting requests, front to back.
+    pub fn iter(&self) -> impl Iterator<Item = Slot> + '_ {
+        self.0.iter().map(|(slot, ())| slot)
     }
 }
 
@@ -71,9 +88,13 @@ mod tests {
     #[test]
     fn remove_slot_keeps_order() {
         let mut q = FcfsQueue::default();
-        q.extend([3, 1, 4, 1, 5]);
+        [3, 1, 4, 2, 5].into_iter().for_each(|s| q.push_back(s));
+        q.push_front(7);
         assert!(q.remove_slot(4));
         assert!(!q.remove_slot(9));
-        assert_eq!(q.iter().copied().collect::<Vec<_>>(), vec![3, 1, 1, 5]);
+        assert!(!q.remove_slot(4));
+        assert_eq!(q.iter().collect::<Vec<_>>(), vec![7, 3, 1, 2, 5]);
+        assert_eq!(q.pop_front(), Some(7));
+        assert_eq!((q.front(), q.len()), (Some(3), 4));
     }
 }

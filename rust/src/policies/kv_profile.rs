@@ -10,7 +10,8 @@
 //! [`KvProfile::rebuild`] computes `M` at every checkpoint in O(n log n), with exact block rounding: writing
 //! `base + block_size − 1 = q·bs + m` and `τ = T·bs + u`, `ceil((base + τ)/bs) = q + T + [m + u ≥ bs]`, so a sweep
 //! over checkpoints in decreasing order only needs `Σq`, a count, and a Fenwick tree counting the `m` values
-//! at least `bs − u`. [`KvProfile::fits_with`] then tests one more request in O(n).
+//! at least `bs − u`. [`KvProfile::fits_with`] then tests one more request in O(n), and [`KvProfile::add`] adds it
+//! in O(n) (no re-sort).
 
 /// A request's projected growth: `base + τ` tokens during steps `τ = 1..=steps`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +119,32 @@ impl KvProfile {
         }
     }
 
+    /// Adds `p` to a built profile and updates `M` in O(n), without re-sorting: the same checkpoints (and
+    /// [`KvProfile::peak`], [`KvProfile::fits_with`]) as [`KvProfile::push`] then [`KvProfile::rebuild`], which
+    /// cost O(n log n). Valid after a rebuild (and any number of `add`s).
+    pub fn add(&mut self, p: Projection) {
+        debug_assert!(p.steps >= 1);
+        self.items.push(p);
+        let bs = u64::from(self.block_size);
+        let own = |tau: u32| (u64::from(p.base) + u64::from(tau)).div_ceil(bs);
+        // Checkpoints at or before p's completion gain p's term; later ones are unchanged.
+        let j = self.checkpoints.partition_point(|&(tau, _)| tau <= p.steps);
+        for (tau, m) in &mut self.checkpoints[..j] {
+            *m += own(*tau);
+        }
+        if j == 0 || self.checkpoints[j - 1].0 != p.steps {
+            // p's completion time is a new checkpoint: everything still held then (p included).
+            let m = self.blocks_at(p.steps);
+            self.checkpoints.insert(j, (p.steps, m));
+        }
+        self.prefix_max.clear();
+        let mut best = 0;
+        for &(_, m) in &self.checkpoints {
+            best = best.max(m);
+            self.prefix_max.push(best);
+        }
+    }
+
     /// Whether adding `p` keeps the projected usage within `capacity` blocks at every future step, given that the
     /// profile's own requests already do. Exact (block rounding included), O(n). Valid after a rebuild.
     pub fn fits_with(&self, p: Projection, capacity: u64) -> bool {
@@ -193,6 +220,20 @@ mod tests {
             let extra = Projection { base: extra.0, steps: extra.1 };
             let mut with = items.clone();
             with.push(extra);
+            let mut added = prof.clone();
+            added.add(extra);
+            let mut rebuilt = prof.clone();
+            rebuilt.push(extra);
+            rebuilt.rebuild();
+            prop_assert_eq!(&added.checkpoints, &rebuilt.checkpoints);
+            prop_assert_eq!(&added.prefix_max, &rebuilt.prefix_max);
+            prop_assert_eq!(added.len(), rebuilt.len());
+            // And again (a second request, possibly at an existing checkpoint).
+            added.add(extra);
+            rebuilt.push(extra);
+            rebuilt.rebuild();
+            prop_assert_eq!(&added.checkpoints, &rebuilt.checkpoints);
+            prop_assert_eq!(&added.prefix_max, &rebuilt.prefix_max);
             if brute_peak(&items, bs) <= capacity {
                 prop_assert_eq!(prof.fits_with(extra, capacity), brute_peak(&with, bs) <= capacity);
             }

@@ -31,8 +31,9 @@
 //! Oracle vs predicted lengths is the driver's choice: the simulator passes exact lengths, or lengths with a
 //! multiplicative error `SimConfig::length_error`, since [`Policy::needs_output_lengths`] is true.
 //!
-//! Cost per step: O(n log n) to build the profile of the n running requests, then O(n) per candidate tried
-//! (O(log n) for most rejections) and O(n log n) per admission.
+//! Cost per step: nothing while nothing waits or `max_num_seqs` requests run; else O(n log n) to build the
+//! profile of the n running requests, once a candidate passes the cheaper checks (budget, free blocks), then
+//! O(n) per candidate tried (O(log n) for most rejections) and O(n) per admission (no re-sort).
 //! Not modelled: the paper's continuous-time variants and its hindsight benchmark.
 
 use std::collections::BTreeSet;
@@ -106,15 +107,15 @@ impl McSfPolicy {
     }
 
     /// Admits candidates in key order while the projection allows. Returns nothing; records in `step`.
+    ///
+    /// The projection of the running requests is built lazily, when a candidate first passes the cheaper checks
+    /// (the running list then holds the requests running at the start of the step plus those admitted since,
+    /// whose projections are unchanged by admission), and each admission is then added in O(n) without a
+    /// re-sort ([`KvProfile::add`]): the same decisions as building it up front and rebuilding after each one.
     fn admit(&mut self, state: &mut SchedulerState, step: &mut Step) {
         let cfg = *state.config();
         let capacity = u64::from(state.pool().usable_blocks());
-        self.profile.clear(cfg.block_size);
-        for &slot in state.running() {
-            let p = self.projection(state, slot);
-            self.profile.push(p);
-        }
-        self.profile.rebuild();
+        let mut built = false;
         self.admitted.clear();
         for &key in &self.waiting {
             if state.running().len() >= cfg.max_num_seqs as usize {
@@ -128,10 +129,19 @@ impl McSfPolicy {
             let p = self.projection(state, slot);
             let feasible = within_budget
                 && state.blocks_needed(slot, owed) <= state.pool().num_free()
-                && if self.profile.is_empty() {
+                && if state.running().is_empty() {
                     // Liveness: alone in the cache, admit whatever physically fits now.
                     state.fits_for_admission(slot, owed)
                 } else {
+                    if !built {
+                        self.profile.clear(cfg.block_size);
+                        for &running in state.running() {
+                            let p = self.projection(state, running);
+                            self.profile.push(p);
+                        }
+                        self.profile.rebuild();
+                        built = true;
+                    }
                     self.profile.fits_with(p, capacity)
                 };
             if !feasible {
@@ -145,8 +155,9 @@ impl McSfPolicy {
             debug_assert!(ok, "checked above");
             state.schedule(slot, owed, step);
             self.admitted.push(key);
-            self.profile.push(p);
-            self.profile.rebuild();
+            if built {
+                self.profile.add(p);
+            }
         }
         for key in &self.admitted {
             self.waiting.remove(key);
@@ -189,7 +200,8 @@ impl Policy for McSfPolicy {
             let seq = self.keys[slot as usize].1;
             self.push_waiting(state, slot, seq);
         }
-        if !preempted && !self.waiting.is_empty() {
+        // With `max_num_seqs` running nothing can be admitted: skip the candidates (and the projection).
+        if !preempted && !self.waiting.is_empty() && state.running().len() < state.config().max_num_seqs as usize {
             self.admit(state, step);
         }
     }

@@ -79,7 +79,7 @@ impl OrcaPolicy {
     /// FCFS admission: the whole reservation must fit in free blocks.
     fn admit(&mut self, state: &mut SchedulerState, step: &mut Step, mut budget: u32) {
         let chunk = engine_chunk(state);
-        while let Some(&slot) = self.waiting.front() {
+        while let Some(slot) = self.waiting.front() {
             let rule = MemoryRule::Reserve(self.reservation(state, slot));
             if try_admit(state, step, slot, &mut budget, rule, chunk) != AddResult::Admitted {
                 break;

@@ -115,7 +115,7 @@ impl SarathiPolicy {
     /// Phase 3: FCFS admission of new (or preempted) requests, whole prefill reserved, first chunk scheduled.
     fn admit(&mut self, state: &mut SchedulerState, step: &mut Step, mut budget: u32) {
         let rule = MemoryRule::WholePrefill { allocate_whole: true };
-        while let Some(&slot) = self.waiting.front() {
+        while let Some(slot) = self.waiting.front() {
             if try_admit(state, step, slot, &mut budget, rule, |owed, left| self.chunk(owed, left))
                 != AddResult::Admitted
             {

@@ -129,7 +129,7 @@ impl SglangPolicy {
         }
         let mut rem_tokens = f64::from(state.pool().num_free()) * bs - reserved;
         let chunk = engine_chunk(state);
-        while let Some(&slot) = self.waiting.front() {
+        while let Some(slot) = self.waiting.front() {
             let r = state.request(slot);
             let cost = f64::from(r.num_owed_tokens()) + f64::from(self.clipped_rem(r));
             // The reservation rule, on top of the shared checks (budget, max_num_seqs, the prefill fits).

@@ -13,8 +13,6 @@
 //! Source: `vllm/v1/core/sched/scheduler.py` (0.32), summarised in `shared/reference/vllm-integration.md` §1.4.
 //! Not modelled: prefix caching, speculative decoding, `long_prefill_token_threshold`.
 
-use std::collections::VecDeque;
-
 use crate::batch::{AddResult, MemoryRule, engine_chunk, serve_running, try_admit};
 use crate::error::Result;
 use crate::policies::fcfs_queue::{FcfsQueue, fcfs_queue_methods};
@@ -61,10 +59,10 @@ pub fn schedule_running(
 
 /// Admits waiting requests from the front of `queue` (FCFS) while they fit: the whole (re)prefill above the
 /// watermark, `max_num_seqs`, and the token budget. Returns the budget left.
-pub fn admit_fcfs(state: &mut SchedulerState, step: &mut Step, queue: &mut VecDeque<Slot>, mut budget: u32) -> u32 {
+pub fn admit_fcfs(state: &mut SchedulerState, step: &mut Step, queue: &mut FcfsQueue, mut budget: u32) -> u32 {
     let chunk = engine_chunk(state);
     let rule = MemoryRule::WholePrefill { allocate_whole: false };
-    while let Some(&slot) = queue.front() {
+    while let Some(slot) = queue.front() {
         if try_admit(state, step, slot, &mut budget, rule, chunk) != AddResult::Admitted {
             break;
         }

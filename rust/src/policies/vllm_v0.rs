@@ -133,7 +133,7 @@ impl VllmV0Policy {
         // budget is never the binding limit.
         let mut budget = u32::MAX;
         let (mut k, mut longest) = (0u32, 0u32);
-        while let Some(&slot) = self.waiting.front() {
+        while let Some(slot) = self.waiting.front() {
             let owed = state.request(slot).num_owed_tokens();
             if state.running().len() >= cap || !self.padded_fits(k + 1, longest.max(owed)) {
                 break;

@@ -244,8 +244,7 @@ impl WaitPolicy {
         if !self.profile.is_empty() && !self.profile.fits_with(p, capacity) {
             return false;
         }
-        self.profile.push(p);
-        self.profile.rebuild();
+        self.profile.add(p);
         true
     }
 
@@ -303,8 +302,7 @@ impl WaitPolicy {
         // Blocks never shrink before a request leaves, so the peak is at most Σ final sizes.
         if finals + final_size(p, bs) <= capacity {
             if *profile_built {
-                self.profile.push(p);
-                self.profile.rebuild();
+                self.profile.add(p);
             }
         } else if self.guard_blocked.is_some_and(|(v, at)| v == self.version && self.steps < at + GUARD_RECHECK_STEPS) {
             // Rejected a moment ago and nothing has left or joined since: skip the exact check (being more
