@@ -271,19 +271,20 @@ impl FluidModel {
         let c: f64 = terms.iter().zip(served).map(|(t, y)| t.iterations * y).sum();
         let w: f64 = terms.iter().zip(served).map(|(t, y)| t.work * y).sum();
         let b: f64 = terms.iter().zip(served).map(|(t, y)| t.cost * y).sum();
-        let mut best = (1.0, None);
-        for (limit, per_unit, binding) in [
-            (self.max_num_seqs, c, Binding::MaxNumSeqs),
-            (self.max_num_batched_tokens, w, Binding::MaxNumBatchedTokens),
-        ] {
-            if let Some(limit) = limit {
-                let f = limit / (self.d0 * per_unit + limit * b);
-                if f < best.0 {
-                    best = (f, Some(binding));
-                }
-            }
+        match self.tightest_limit(c, w, b) {
+            Some((f, binding)) if f < 1.0 => (f, Some(binding)),
+            _ => (1.0, None),
         }
-        best
+    }
+
+    /// The tightest of the `max_num_seqs` and `max_num_batched_tokens` bounds on a rate `Λ` (or a scale factor)
+    /// with `C` requests in flight per unit, `W` tokens per iteration per unit and load `B` per unit: the bound
+    /// `limit / (d0 · per_unit + limit · B)` of each limit that is set, and which limit it is.
+    fn tightest_limit(&self, c: f64, w: f64, b: f64) -> Option<(f64, Binding)> {
+        [(self.max_num_seqs, c, Binding::MaxNumSeqs), (self.max_num_batched_tokens, w, Binding::MaxNumBatchedTokens)]
+            .into_iter()
+            .filter_map(|(limit, per_unit, binding)| limit.map(|l| (l / (self.d0 * per_unit + l * b), binding)))
+            .min_by(|x, y| x.0.total_cmp(&y.0))
     }
 
     /// Solves the fluid: equilibrium, feasibility and the fluid-optimal throughput under every constraint the
@@ -357,19 +358,11 @@ impl FluidModel {
         let c = mix(&|t| t.iterations);
         let w = mix(&|t| t.work);
         let b = mix(&|t| t.cost);
-        let mut best = (self.capacity_tokens / (self.d0 * a + self.capacity_tokens * b), Binding::Memory);
-        for (limit, per_unit, binding) in [
-            (self.max_num_seqs, c, Binding::MaxNumSeqs),
-            (self.max_num_batched_tokens, w, Binding::MaxNumBatchedTokens),
-        ] {
-            if let Some(limit) = limit {
-                let rate = limit / (self.d0 * per_unit + limit * b);
-                if rate < best.0 {
-                    best = (rate, binding);
-                }
-            }
-        }
-        Ok(best)
+        let memory = (self.capacity_tokens / (self.d0 * a + self.capacity_tokens * b), Binding::Memory);
+        Ok(match self.tightest_limit(c, w, b) {
+            Some(limit) if limit.0 < memory.0 => limit,
+            _ => memory,
+        })
     }
 
     /// The same model with every rate multiplied by `factor` (the mix kept), for sweeps.
