@@ -137,6 +137,10 @@ impl KvProfile {
             let m = self.blocks_at(p.steps);
             self.checkpoints.insert(j, (p.steps, m));
         }
+        self.refresh_prefix_max();
+    }
+
+    fn refresh_prefix_max(&mut self) {
         self.prefix_max.clear();
         let mut best = 0;
         for &(_, m) in &self.checkpoints {
@@ -164,6 +168,186 @@ impl KvProfile {
             _ => self.blocks_at(p.steps),
         };
         at_end + own(p.steps) <= capacity
+    }
+}
+
+/// A running set's [`KvProfile`] kept across steps, so that loading it costs O(n + changes·c) (n requests, c
+/// checkpoints) instead of a rebuild's O(n log n) sorts.
+///
+/// A request that decodes one token per step has the same projection in *absolute* step terms every step: at
+/// absolute step `s` it holds `B + s` tokens (`B = base − now`) until its last step `E = now + steps`. The tracker
+/// keeps `M` at each distinct absolute completion time `E` and updates it only for requests whose absolute
+/// projection changed (admitted, finished, preempted, mid-prefill, outliving a hint, not served in a step);
+/// [`ProfileTracker::load`] then fills a [`KvProfile`] with exactly the checkpoints a rebuild gives (every value is
+/// an integer sum, so the result is identical). Many changes at once fall back to a rebuild.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileTracker {
+    block_size: u32,
+    /// Per slot: index into `members` plus one (0 = absent).
+    index: Vec<u32>,
+    /// `(slot, B, E)` of each tracked request.
+    members: Vec<(u32, i64, u64)>,
+    /// `(E, number of members ending at E, M(E))`, ascending in `E`.
+    checkpoints: Vec<(u64, u32, u64)>,
+    /// Per slot: `2·stamp` of the latest load that saw it unchanged, `2·stamp + 1` changed.
+    seen: Vec<u64>,
+    stamp: u64,
+    /// `(slot, B, E)` of every request of the current load, and of those whose absolute projection changed.
+    all: Vec<(u32, i64, u64)>,
+    changed: Vec<(u32, i64, u64)>,
+}
+
+impl ProfileTracker {
+    #[inline]
+    fn term(&self, b: i64, at: u64) -> u64 {
+        // b + at >= 1 at every checkpoint a member contributes to: checkpoints are later than the step at which
+        // the member was inserted, and a member contributes to those up to its own completion.
+        ((b + at as i64) as u64).div_ceil(u64::from(self.block_size))
+    }
+
+    /// Loads the projections `items` (`(slot, projection)`, one per slot, `τ = 1` being the step being built,
+    /// numbered `now + 1`) into `out`: afterwards `out` answers every query as after [`KvProfile::clear`], a
+    /// [`KvProfile::push`] per item and [`KvProfile::rebuild`]. `now` should grow by one per step in which every
+    /// request advances one token (else loads cost more; the result is the same).
+    pub fn load(
+        &mut self,
+        block_size: u32,
+        now: u64,
+        items: impl Iterator<Item = (u32, Projection)>,
+        out: &mut KvProfile,
+    ) {
+        debug_assert!(block_size >= 1);
+        if block_size != self.block_size {
+            self.reset(block_size);
+        }
+        out.clear(block_size);
+        self.stamp += 1;
+        self.all.clear();
+        self.changed.clear();
+        for (slot, p) in items {
+            debug_assert!(p.steps >= 1);
+            out.items.push(p);
+            let (b, e) = (i64::from(p.base) - now as i64, now + u64::from(p.steps));
+            let s = slot as usize;
+            if self.seen.len() <= s {
+                self.seen.resize(s + 1, 0);
+                self.index.resize(s + 1, 0);
+            }
+            self.all.push((slot, b, e));
+            let i = self.index[s] as usize;
+            if i == 0 || self.members[i - 1].1 != b || self.members[i - 1].2 != e {
+                self.changed.push((slot, b, e));
+                self.seen[s] = 2 * self.stamp + 1;
+            } else {
+                self.seen[s] = 2 * self.stamp;
+            }
+        }
+        let mut removed = 0usize;
+        let mut k = 0;
+        while k < self.members.len() {
+            let slot = self.members[k].0 as usize;
+            if self.seen[slot] != 2 * self.stamp {
+                removed += 1;
+                if removed + self.changed.len() > 8 + self.members.len() / 8 {
+                    break;
+                }
+                self.remove_member(k);
+            } else {
+                k += 1;
+            }
+        }
+        if removed + self.changed.len() > 8 + self.members.len() / 8 {
+            self.rebuild_from(out, now);
+        } else {
+            let changed = std::mem::take(&mut self.changed);
+            for &(slot, b, e) in &changed {
+                self.insert_member(slot, b, e);
+            }
+            self.changed = changed;
+            out.checkpoints.extend(self.checkpoints.iter().map(|&(e, _, m)| ((e - now) as u32, m)));
+            out.refresh_prefix_max();
+        }
+        debug_assert_eq!(self.members.len(), out.items.len());
+        #[cfg(debug_assertions)]
+        {
+            let mut fresh = KvProfile::default();
+            fresh.clear(block_size);
+            out.items.iter().for_each(|&p| fresh.push(p));
+            fresh.rebuild();
+            debug_assert_eq!(fresh.checkpoints, out.checkpoints, "tracked profile differs from a rebuild");
+            debug_assert_eq!(fresh.prefix_max, out.prefix_max);
+        }
+    }
+
+    fn reset(&mut self, block_size: u32) {
+        self.block_size = block_size;
+        self.index.clear();
+        self.members.clear();
+        self.checkpoints.clear();
+        self.seen.clear();
+    }
+
+    fn remove_member(&mut self, k: usize) {
+        let (slot, b, e) = self.members.swap_remove(k);
+        self.index[slot as usize] = 0;
+        if let Some(&(moved, _, _)) = self.members.get(k) {
+            self.index[moved as usize] = k as u32 + 1;
+        }
+        let j = self.checkpoints.partition_point(|&(at, _, _)| at < e);
+        debug_assert_eq!(self.checkpoints[j].0, e);
+        for c in 0..j {
+            let t = self.term(b, self.checkpoints[c].0);
+            self.checkpoints[c].2 -= t;
+        }
+        self.checkpoints[j].1 -= 1;
+        if self.checkpoints[j].1 == 0 {
+            self.checkpoints.remove(j);
+        } else {
+            let t = self.term(b, e);
+            self.checkpoints[j].2 -= t;
+        }
+    }
+
+    fn insert_member(&mut self, slot: u32, b: i64, e: u64) {
+        self.members.push((slot, b, e));
+        self.index[slot as usize] = self.members.len() as u32;
+        let j = self.checkpoints.partition_point(|&(at, _, _)| at < e);
+        for c in 0..j {
+            let t = self.term(b, self.checkpoints[c].0);
+            self.checkpoints[c].2 += t;
+        }
+        if j < self.checkpoints.len() && self.checkpoints[j].0 == e {
+            let t = self.term(b, e);
+            self.checkpoints[j].1 += 1;
+            self.checkpoints[j].2 += t;
+        } else {
+            let m = self.members.iter().filter(|&&(_, _, me)| me >= e).map(|&(_, mb, _)| self.term(mb, e)).sum();
+            self.checkpoints.insert(j, (e, 1, m));
+        }
+    }
+
+    /// Rebuilds `out` and sets the tracked state from it and `self.all` (the current requests).
+    fn rebuild_from(&mut self, out: &mut KvProfile, now: u64) {
+        out.rebuild();
+        for &(slot, _, _) in &self.members {
+            self.index[slot as usize] = 0;
+        }
+        self.members.clear();
+        self.members.extend_from_slice(&self.all);
+        for (i, &(slot, _, _)) in self.members.iter().enumerate() {
+            self.index[slot as usize] = i as u32 + 1;
+        }
+        // `out.items` is sorted by steps, descending: count the members at each checkpoint.
+        self.checkpoints.clear();
+        let mut i = out.items.len();
+        for &(tau, m) in &out.checkpoints {
+            let mut count = 0;
+            while i > 0 && out.items[i - 1].steps == tau {
+                count += 1;
+                i -= 1;
+            }
+            self.checkpoints.push((now + u64::from(tau), count, m));
+        }
     }
 }
 
@@ -236,6 +420,46 @@ mod tests {
             prop_assert_eq!(&added.prefix_max, &rebuilt.prefix_max);
             if brute_peak(&items, bs) <= capacity {
                 prop_assert_eq!(prof.fits_with(extra, capacity), brute_peak(&with, bs) <= capacity);
+            }
+        }
+
+        #[test]
+        fn tracker_matches_rebuild(
+            ops in prop::collection::vec(
+                (prop::collection::vec((0u32..40, 0u32..300, 1u32..60), 0..30), 0u64..3, 0u32..4),
+                1..25,
+            ),
+            bs in 1u32..20,
+        ) {
+            // Each load: some requests keep advancing (one token per step), plus random changes.
+            let mut tracker = ProfileTracker::default();
+            let mut live: std::collections::BTreeMap<u32, Projection> = Default::default();
+            let mut now = 0u64;
+            for (changes, advance, drop_every) in ops {
+                now += advance;
+                let mut next = std::collections::BTreeMap::new();
+                for (slot, p) in &live {
+                    if drop_every > 0 && slot % (drop_every + 1) == 0 {
+                        continue;
+                    }
+                    let d = advance as u32;
+                    if p.steps > d {
+                        next.insert(*slot, Projection { base: p.base + d, steps: p.steps - d });
+                    }
+                }
+                for (slot, base, steps) in changes {
+                    next.insert(slot, Projection { base, steps });
+                }
+                live = next;
+                let mut out = KvProfile::default();
+                tracker.load(bs, now, live.iter().map(|(&s, &p)| (s, p)), &mut out);
+                let mut fresh = KvProfile::default();
+                fresh.clear(bs);
+                live.values().for_each(|&p| fresh.push(p));
+                fresh.rebuild();
+                prop_assert_eq!(&out.checkpoints, &fresh.checkpoints);
+                prop_assert_eq!(&out.prefix_max, &fresh.prefix_max);
+                prop_assert_eq!(out.len(), fresh.len());
             }
         }
     }

@@ -31,14 +31,16 @@
 //! Oracle vs predicted lengths is the driver's choice: the simulator passes exact lengths, or lengths with a
 //! multiplicative error `SimConfig::length_error`, since [`Policy::needs_output_lengths`] is true.
 //!
-//! Cost per step: nothing while nothing waits or `max_num_seqs` requests run; else O(n log n) to build the
-//! profile of the n running requests, once a candidate passes the cheaper checks (budget, free blocks), then
-//! O(n) per candidate tried (O(log n) for most rejections) and O(n) per admission (no re-sort).
+//! Cost per step: nothing while nothing waits or `max_num_seqs` requests run; else, once a candidate passes the
+//! cheaper checks (budget, free blocks), O(n + changes·c) to load the profile of the n running requests (kept
+//! across steps by a [`super::kv_profile::ProfileTracker`]: c checkpoints, changes = requests admitted, finished
+//! or otherwise off their projection since the last load; O(n log n) when many changed), then O(n) per candidate
+//! tried (O(log n) for most rejections) and O(n) per admission (no re-sort).
 //! Not modelled: the paper's continuous-time variants and its hindsight benchmark.
 
 use std::collections::BTreeSet;
 
-use super::kv_profile::{KvProfile, Projection};
+use super::kv_profile::{KvProfile, ProfileTracker, Projection};
 use super::vllm::schedule_running;
 use crate::error::{Error, Result};
 use crate::policy::{Policy, PolicyOptions};
@@ -59,6 +61,10 @@ pub struct McSfPolicy {
     skip_infeasible: bool,
     default_output_len: u32,
     profile: KvProfile,
+    /// The running requests' projection, kept across steps (loaded into `profile` when first needed in a step).
+    tracker: ProfileTracker,
+    /// Steps scheduled so far.
+    steps: u64,
     admitted: Vec<Key>,
 }
 
@@ -75,6 +81,8 @@ impl McSfPolicy {
             skip_infeasible,
             default_output_len: default_output_len.max(1),
             profile: KvProfile::default(),
+            tracker: ProfileTracker::default(),
+            steps: 0,
             admitted: Vec::new(),
         }
     }
@@ -92,9 +100,7 @@ impl McSfPolicy {
 
     /// The request's projection: `num_tokens − 1 + τ` tokens for `max(hint − generated, 1)` steps.
     fn projection(&self, state: &SchedulerState, slot: Slot) -> Projection {
-        let r = state.request(slot);
-        let hint = r.output_len_hint.unwrap_or(self.default_output_len);
-        Projection { base: r.num_tokens() - 1, steps: hint.saturating_sub(r.num_output_tokens).max(1) }
+        projection(state, slot, self.default_output_len)
     }
 
     fn push_waiting(&mut self, state: &SchedulerState, slot: Slot, seq: u64) {
@@ -134,12 +140,12 @@ impl McSfPolicy {
                     state.fits_for_admission(slot, owed)
                 } else {
                     if !built {
-                        self.profile.clear(cfg.block_size);
-                        for &running in state.running() {
-                            let p = self.projection(state, running);
-                            self.profile.push(p);
-                        }
-                        self.profile.rebuild();
+                        let default_output_len = self.default_output_len;
+                        let items = state
+                            .running()
+                            .iter()
+                            .map(|&running| (running, projection(state, running, default_output_len)));
+                        self.tracker.load(cfg.block_size, self.steps, items, &mut self.profile);
                         built = true;
                     }
                     self.profile.fits_with(p, capacity)
@@ -163,6 +169,13 @@ impl McSfPolicy {
             self.waiting.remove(key);
         }
     }
+}
+
+/// A request's projection: `num_tokens − 1 + τ` tokens for `max(hint − generated, 1)` steps.
+fn projection(state: &SchedulerState, slot: Slot, default_output_len: u32) -> Projection {
+    let r = state.request(slot);
+    let hint = r.output_len_hint.unwrap_or(default_output_len);
+    Projection { base: r.num_tokens() - 1, steps: hint.saturating_sub(r.num_output_tokens).max(1) }
 }
 
 impl Policy for McSfPolicy {
@@ -192,6 +205,7 @@ impl Policy for McSfPolicy {
     }
 
     fn schedule(&mut self, state: &mut SchedulerState, step: &mut Step) {
+        self.steps += 1;
         let mut victims = Vec::new();
         // Unlimited budget: every running request owes exactly one token (prefills run whole at admission).
         let (_, preempted) = schedule_running(state, step, u32::MAX, |slot| victims.push(slot));

@@ -37,7 +37,7 @@ use crate::fluid::{FluidModel, ThresholdPlan, fluid_thresholds, reference_thresh
 pub use crate::gate::AdmissionRule;
 use crate::gate::{CohortTracking, WaitGate};
 use crate::policies::PolicyContext;
-use crate::policies::kv_profile::{KvProfile, Projection};
+use crate::policies::kv_profile::{KvProfile, ProfileTracker, Projection};
 use crate::policy::{Policy, PolicyOptions};
 use crate::request::{Request, Slot};
 use crate::scheduler::SchedulerState;
@@ -76,6 +76,8 @@ pub struct WaitPolicy {
     gate: WaitGate<Slot>,
     victims: Vec<Slot>,
     profile: KvProfile,
+    /// The running requests' projection, kept across steps (loaded into `profile` for an exact check).
+    tracker: ProfileTracker,
     /// Bumped whenever the running set changes (admission, finish, abort, preemption).
     version: u64,
     /// Steps scheduled so far.
@@ -126,6 +128,7 @@ impl WaitPolicy {
             gate,
             victims: Vec::new(),
             profile: KvProfile::default(),
+            tracker: ProfileTracker::default(),
             version: 0,
             steps: 0,
             guard_blocked: None,
@@ -233,11 +236,8 @@ impl WaitPolicy {
     /// at every future completion time. Builds the projection of the running requests on first use.
     fn exact_guard(&mut self, state: &SchedulerState, built: &mut bool, p: Projection, capacity: u64) -> bool {
         if !*built {
-            self.profile.clear(state.pool().block_size());
-            for &running in state.running() {
-                self.profile.push(projection(state.request(running)));
-            }
-            self.profile.rebuild();
+            let items = state.running().iter().map(|&running| (running, projection(state.request(running))));
+            self.tracker.load(state.pool().block_size(), self.steps, items, &mut self.profile);
             *built = true;
         }
         // A lone request always fits (add_request checked it), so an empty batch never blocks.
