@@ -109,6 +109,8 @@ pub enum AddResult {
     NoSeqSlot,
     /// The memory rule failed.
     NoMemory,
+    /// The policy's own check ([`try_admit_with`]) refused it.
+    Refused,
 }
 
 /// Admits waiting request `slot` (already at the head of the policy's queue) if the token budget, `max_num_seqs`
@@ -122,6 +124,20 @@ pub fn try_admit(
     budget: &mut u32,
     rule: MemoryRule,
     chunk: impl FnOnce(u32, u32) -> Option<u32>,
+) -> AddResult {
+    try_admit_with(state, step, slot, budget, rule, chunk, |_| true)
+}
+
+/// [`try_admit`] with a policy-specific check (WAIT's memory guard, SGLang's reservation) that runs only once
+/// the shared checks pass, and before anything changes; false refuses the request ([`AddResult::Refused`]).
+pub fn try_admit_with(
+    state: &mut SchedulerState,
+    step: &mut Step,
+    slot: Slot,
+    budget: &mut u32,
+    rule: MemoryRule,
+    chunk: impl FnOnce(u32, u32) -> Option<u32>,
+    admissible: impl FnOnce(&SchedulerState) -> bool,
 ) -> AddResult {
     if *budget == 0 {
         return AddResult::NoBudget;
@@ -138,6 +154,9 @@ pub fn try_admit(
     };
     if !fits {
         return AddResult::NoMemory;
+    }
+    if !admissible(state) {
+        return AddResult::Refused;
     }
     state.admit(slot, step);
     let ok = match rule {
@@ -166,11 +185,10 @@ pub fn step_budget(
     (budget, move |owed, left| prefill_chunk(owed, left, chunked, budget))
 }
 
-/// The engine's chunking rule ([`prefill_chunk`] with the scheduler's `enable_chunked_prefill` and
-/// `max_num_batched_tokens`), as a closure for [`serve_running`] and [`try_admit`].
+/// The engine's chunking rule ([`step_budget`] without a policy budget), as a closure for [`serve_running`] and
+/// [`try_admit`].
 pub fn engine_chunk(state: &SchedulerState) -> impl Fn(u32, u32) -> Option<u32> + Copy + use<> {
-    let cfg = *state.config();
-    move |owed, budget| prefill_chunk(owed, budget, cfg.enable_chunked_prefill, cfg.max_num_batched_tokens)
+    step_budget(state, None).1
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::fluid::{FluidModel, fluid_thresholds};
 use crate::gate::{Entry, PAUSED, SegmentGate, WaitGate};
-use crate::policies::kv_profile::{KvProfile, Projection};
+use crate::policies::kv_profile::{GuardPass, GuardVerdict, KvProfile, Projection};
 use crate::policies::wait::{DEFAULT_HEADROOM, type_of};
 use crate::policies::{NestedWaitPolicy, PolicyContext, WaitPolicy};
 use crate::policy::PolicyOptions;
@@ -258,7 +258,7 @@ impl AdmissionController {
         }
         let remaining = w.hint.map_or(1, |d| d.saturating_sub(num_output_tokens)).max(1);
         let projection = Projection { base: w.prompt_len + num_output_tokens - 1, steps: remaining };
-        self.final_blocks += final_blocks(projection, self.block_size);
+        self.final_blocks += projection.final_blocks(self.block_size);
         self.running.insert(id, Running { waiting: w, tag, projection, out: num_output_tokens });
         Ok(())
     }
@@ -299,7 +299,7 @@ impl AdmissionController {
 
     fn leave_running(&mut self, id: u64) -> Option<Running> {
         let r = self.running.remove(&id)?;
-        self.final_blocks -= final_blocks(r.projection, self.block_size);
+        self.final_blocks -= r.projection.final_blocks(self.block_size);
         if let Kind::Nested { gate, .. } = &mut self.kind {
             gate.leave(id, r.tag);
         }
@@ -411,8 +411,7 @@ impl AdmissionController {
         let memory_guard = *memory_guard;
         gate.admission_order(&sizes, &mut order);
         let capacity = u64::from(view.usable_blocks);
-        let mut finals = self.final_blocks;
-        let mut profile_built = false;
+        let mut pass = GuardPass::new();
         let mut admit = std::mem::take(&mut self.decision.admit);
         'types: for &j in &order {
             for id in gate.head(j, sizes[j]) {
@@ -422,27 +421,28 @@ impl AdmissionController {
                 if memory_guard {
                     let w = &self.waiting[&id];
                     let p = Projection { base: w.prompt_len - 1, steps: w.hint.unwrap_or(1).max(1) };
-                    let own = final_blocks(p, self.block_size);
-                    if finals + own > capacity {
-                        if !profile_built {
-                            self.profile.clear(self.block_size);
-                            for r in self.running.values() {
+                    let running = &self.running;
+                    let verdict = pass.check(
+                        &mut self.profile,
+                        p,
+                        self.block_size,
+                        capacity,
+                        || self.final_blocks,
+                        false,
+                        |profile| {
+                            profile.clear(self.block_size);
+                            for r in running.values() {
                                 // The simulator's projection: `num_tokens − 1` now, growing to the known end.
                                 let w = &r.waiting;
                                 let steps = w.hint.map_or(1, |d| d.saturating_sub(r.out)).max(1);
-                                self.profile.push(Projection { base: w.prompt_len + r.out - 1, steps });
+                                profile.push(Projection { base: w.prompt_len + r.out - 1, steps });
                             }
-                            self.profile.rebuild();
-                            profile_built = true;
-                        }
-                        if !self.profile.is_empty() && !self.profile.fits_with(p, capacity) {
-                            break 'types;
-                        }
-                        self.profile.add(p);
-                    } else if profile_built {
-                        self.profile.add(p);
+                            profile.rebuild();
+                        },
+                    );
+                    if verdict != GuardVerdict::Fits {
+                        break 'types;
                     }
-                    finals += own;
                 }
                 admit.push(id);
             }
@@ -493,11 +493,6 @@ impl AdmissionController {
             }
         }
     }
-}
-
-/// Blocks a projected request holds in its last step.
-fn final_blocks(p: Projection, block_size: u32) -> u64 {
-    (u64::from(p.base) + u64::from(p.steps)).div_ceil(u64::from(block_size))
 }
 
 #[cfg(test)]

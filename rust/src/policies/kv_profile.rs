@@ -22,6 +22,79 @@ pub struct Projection {
     pub steps: u32,
 }
 
+impl Projection {
+    /// Blocks the request holds in its last step: `⌈(base + steps) / block_size⌉`, its largest size (blocks never
+    /// shrink before a request leaves).
+    pub fn final_blocks(self, block_size: u32) -> u64 {
+        (u64::from(self.base) + u64::from(self.steps)).div_ceil(u64::from(block_size))
+    }
+}
+
+/// One admission pass of a projected-peak memory guard (WAIT's, in the simulator and in the engine-facing
+/// controller): the quick bound (every request at its final size at once, `Σ final blocks ≤ capacity`) settles
+/// most candidates; the exact projected peak ([`KvProfile::fits_with`] over the running requests, loaded on first
+/// need) settles the rest. Each candidate that passes joins both.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuardPass {
+    finals: Option<u64>,
+    loaded: bool,
+}
+
+/// How [`GuardPass::check`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardVerdict {
+    /// The candidate fits (by the quick bound or the exact peak) and was added.
+    Fits,
+    /// The exact peak would exceed the capacity.
+    Exceeds,
+    /// The quick bound failed and the caller asked to skip the exact check.
+    Skipped,
+}
+
+impl GuardPass {
+    /// A pass whose quick bound starts from the running requests' final blocks (computed on first need).
+    pub fn new() -> Self {
+        GuardPass::default()
+    }
+
+    /// Checks candidate `p` against `capacity` blocks. `finals` gives the running requests' `Σ final blocks`,
+    /// `load` fills `profile` with the running requests (both called at most once per pass); with `skip_exact`,
+    /// a candidate the quick bound cannot settle is refused without the exact check.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check(
+        &mut self,
+        profile: &mut KvProfile,
+        p: Projection,
+        block_size: u32,
+        capacity: u64,
+        finals: impl FnOnce() -> u64,
+        skip_exact: bool,
+        load: impl FnOnce(&mut KvProfile),
+    ) -> GuardVerdict {
+        let finals = *self.finals.get_or_insert_with(finals);
+        let own = p.final_blocks(block_size);
+        if finals + own <= capacity {
+            if self.loaded {
+                profile.add(p);
+            }
+        } else if skip_exact {
+            return GuardVerdict::Skipped;
+        } else {
+            if !self.loaded {
+                load(profile);
+                self.loaded = true;
+            }
+            // A lone request always fits (its scheduler checked it), so an empty batch never blocks.
+            if !profile.is_empty() && !profile.fits_with(p, capacity) {
+                return GuardVerdict::Exceeds;
+            }
+            profile.add(p);
+        }
+        self.finals = Some(finals + own);
+        GuardVerdict::Fits
+    }
+}
+
 /// Projected blocks in use at every completion time of a set of [`Projection`]s.
 #[derive(Debug, Clone, Default)]
 pub struct KvProfile {

@@ -33,7 +33,7 @@
 //! `init_new_token_ratio`), and SGLang's choice of retraction victim (fewest output tokens; here the newest).
 
 use super::token_ratio::TokenRatio;
-use crate::batch::{AddResult, MemoryRule, engine_chunk, try_admit};
+use crate::batch::{AddResult, MemoryRule, engine_chunk, try_admit_with};
 use crate::error::{Error, Result};
 use crate::policies::fcfs_queue::{FcfsQueue, fcfs_queue_methods};
 use crate::policy::{Policy, PolicyOptions};
@@ -133,10 +133,8 @@ impl SglangPolicy {
             let r = state.request(slot);
             let cost = f64::from(r.num_owed_tokens()) + f64::from(self.clipped_rem(r));
             // The reservation rule, on top of the shared checks (budget, max_num_seqs, the prefill fits).
-            if !(cost < rem_tokens || state.running().is_empty()) {
-                break;
-            }
-            if try_admit(state, step, slot, &mut budget, MemoryRule::WholePrefillNoWatermark, chunk)
+            let reserved_ok = |st: &SchedulerState| cost < rem_tokens || st.running().is_empty();
+            if try_admit_with(state, step, slot, &mut budget, MemoryRule::WholePrefillNoWatermark, chunk, reserved_ok)
                 != AddResult::Admitted
             {
                 break;

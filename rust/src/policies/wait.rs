@@ -31,13 +31,13 @@
 //! A request whose `type_id` is missing or out of range is given the type whose output length is nearest its
 //! output-length hint (ties: the shorter type); without a hint, or without known type lengths, the last type.
 
-use crate::batch::{AddResult, MemoryRule, serve_running, step_budget, try_admit};
+use crate::batch::{AddResult, MemoryRule, serve_running, step_budget, try_admit_with};
 use crate::error::{Error, Result};
 use crate::fluid::{FluidModel, ThresholdPlan, fluid_thresholds, reference_thresholds};
 pub use crate::gate::AdmissionRule;
 use crate::gate::{CohortTracking, WaitGate};
 use crate::policies::PolicyContext;
-use crate::policies::kv_profile::{KvProfile, ProfileTracker, Projection};
+use crate::policies::kv_profile::{GuardPass, GuardVerdict, KvProfile, ProfileTracker, Projection};
 use crate::policy::{Policy, PolicyOptions};
 use crate::request::{Request, Slot};
 use crate::scheduler::SchedulerState;
@@ -232,51 +232,26 @@ impl WaitPolicy {
         &self.gate
     }
 
-    /// The exact memory-guard check: whether `p` fits with the running requests and the cohort admitted so far
-    /// at every future completion time. Builds the projection of the running requests on first use.
-    fn exact_guard(&mut self, state: &SchedulerState, built: &mut bool, p: Projection, capacity: u64) -> bool {
-        if !*built {
-            let items = state.running().iter().map(|&running| (running, projection(state.request(running))));
-            self.tracker.load(state.pool().block_size(), self.steps, items, &mut self.profile);
-            *built = true;
-        }
-        // A lone request always fits (add_request checked it), so an empty batch never blocks.
-        if !self.profile.is_empty() && !self.profile.fits_with(p, capacity) {
-            return false;
-        }
-        self.profile.add(p);
-        true
-    }
-
     /// Admits up to `sizes[j]` of each type, oldest queue heads first; stops at the first request that does not
     /// fit (KV above the watermark, `max_num_seqs`, token budget, memory guard).
     fn admit(&mut self, state: &mut SchedulerState, step: &mut Step, sizes: &[usize], mut budget: u32) {
         let mut order = std::mem::take(&mut self.order);
         self.gate.admission_order(sizes, &mut order);
-        let guard_capacity = u64::from(state.pool().usable_blocks());
         let (_, chunk) = step_budget(state, self.config.token_budget);
         let rule = MemoryRule::WholePrefill { allocate_whole: false };
         // The running requests' projection is built lazily: only once a candidate passes the cheaper checks, and
         // only if the quick bound (every request at its final size at once) does not already settle it.
-        let mut profile_built = false;
-        let mut final_blocks: Option<u64> = None;
+        let mut pass = GuardPass::new();
         'types: for &j in &order {
             for _ in 0..sizes[j] {
                 let Some(slot) = self.gate.front(j) else { break };
-                if budget == 0 || state.running().len() >= state.config().max_num_seqs as usize {
+                let guard = self.config.memory_guard;
+                let added = try_admit_with(state, step, slot, &mut budget, rule, chunk, |st| {
+                    !guard || self.guard_admits(st, slot, &mut pass)
+                });
+                if added != AddResult::Admitted {
                     break 'types;
                 }
-                let owed = state.request(slot).num_owed_tokens();
-                if chunk(owed, budget).is_none() || !state.fits_for_admission(slot, owed) {
-                    break 'types;
-                }
-                if self.config.memory_guard
-                    && !self.guard_admits(state, slot, guard_capacity, &mut profile_built, &mut final_blocks)
-                {
-                    break 'types;
-                }
-                let added = try_admit(state, step, slot, &mut budget, rule, chunk);
-                debug_assert_eq!(added, AddResult::Admitted, "checked above");
                 self.gate.pop_front(j);
                 self.gate.admitted(j);
                 self.version += 1;
@@ -285,35 +260,29 @@ impl WaitPolicy {
         self.order = order;
     }
 
-    /// The memory guard for candidate `slot`: the quick bound (Σ final sizes), else the exact projected peak.
-    /// Adds the candidate to the running totals when it passes.
-    fn guard_admits(
-        &mut self,
-        state: &SchedulerState,
-        slot: Slot,
-        capacity: u64,
-        profile_built: &mut bool,
-        final_blocks: &mut Option<u64>,
-    ) -> bool {
+    /// The memory guard for candidate `slot` ([`GuardPass`]), with a short backoff: after an exact rejection, an
+    /// unchanged running set is not re-checked for a few steps (being more conservative is always memory-safe).
+    fn guard_admits(&mut self, state: &SchedulerState, slot: Slot, pass: &mut GuardPass) -> bool {
         let bs = state.pool().block_size();
-        let finals = *final_blocks
-            .get_or_insert_with(|| state.running().iter().map(|&r| final_size(projection(state.request(r)), bs)).sum());
-        let p = projection(state.request(slot));
-        // Blocks never shrink before a request leaves, so the peak is at most Σ final sizes.
-        if finals + final_size(p, bs) <= capacity {
-            if *profile_built {
-                self.profile.add(p);
-            }
-        } else if self.guard_blocked.is_some_and(|(v, at)| v == self.version && self.steps < at + GUARD_RECHECK_STEPS) {
-            // Rejected a moment ago and nothing has left or joined since: skip the exact check (being more
-            // conservative for a few steps is always memory-safe).
-            return false;
-        } else if !self.exact_guard(state, profile_built, p, capacity) {
+        let skip_exact =
+            self.guard_blocked.is_some_and(|(v, at)| v == self.version && self.steps < at + GUARD_RECHECK_STEPS);
+        let (tracker, steps) = (&mut self.tracker, self.steps);
+        let verdict = pass.check(
+            &mut self.profile,
+            projection(state.request(slot)),
+            bs,
+            u64::from(state.pool().usable_blocks()),
+            || state.running().iter().map(|&r| projection(state.request(r)).final_blocks(bs)).sum(),
+            skip_exact,
+            |profile| {
+                let items = state.running().iter().map(|&r| (r, projection(state.request(r))));
+                tracker.load(bs, steps, items, profile);
+            },
+        );
+        if verdict == GuardVerdict::Exceeds {
             self.guard_blocked = Some((self.version, self.steps));
-            return false;
         }
-        *final_blocks = Some(finals + final_size(p, bs));
-        true
+        verdict == GuardVerdict::Fits
     }
 }
 
@@ -329,11 +298,6 @@ pub fn type_of(num_types: usize, type_output_lens: &[u32], type_id: Option<u32>,
             .unwrap_or(num_types - 1),
         _ => num_types - 1,
     }
-}
-
-/// Blocks a projected request holds in its last step.
-fn final_size(p: Projection, block_size: u32) -> u64 {
-    u64::from(p.base + p.steps).div_ceil(u64::from(block_size))
 }
 
 /// A request's projected KV growth for the memory guard: `num_tokens − 1 + τ` tokens for its remaining known
