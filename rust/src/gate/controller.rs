@@ -388,16 +388,16 @@ impl AdmissionController {
 
     /// This step's decision. Paused requests it resumes count as resumed from now on.
     pub fn decide(&mut self, view: &AdmissionView) -> &Decision {
-        if !matches!(self.kind, Kind::Nested { .. }) {
-            self.decision.admit.clear();
-        }
+        // Whether the previous decision let requests in (their prefills were cut if that step came out empty).
+        let admitted_before = !self.decision.admit.is_empty();
+        self.decision.admit.clear();
         self.decision.resume.clear();
         self.decision.admit_all = matches!(self.kind, Kind::AdmitAll);
         let room = view.max_num_seqs.saturating_sub(view.num_running) as usize;
         match &self.kind {
             Kind::AdmitAll => {}
             Kind::Wait { .. } => self.decide_wait(view, room),
-            Kind::Nested { .. } => self.decide_nested(view, room),
+            Kind::Nested { .. } => self.decide_nested(view, room, admitted_before),
         }
         &self.decision
     }
@@ -452,10 +452,7 @@ impl AdmissionController {
         self.order = order;
     }
 
-    fn decide_nested(&mut self, view: &AdmissionView, room: usize) {
-        // Whether the previous decision let requests in (their prefills were cut if the step came out empty).
-        let admitted_before = !self.decision.admit.is_empty();
-        self.decision.admit.clear();
+    fn decide_nested(&mut self, view: &AdmissionView, room: usize, admitted_before: bool) {
         let Kind::Nested { gate, .. } = &mut self.kind else { return };
         let used = f64::from(view.usable_blocks.saturating_sub(view.num_free_blocks)) * f64::from(self.block_size);
         gate.begin_step(view.now, used);
