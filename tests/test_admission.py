@@ -77,7 +77,6 @@ def side_by_side(
             now=now,
             num_running=ctrl.num_running,
             num_free_blocks=BIG["num_blocks"],
-            usable_blocks=BIG["num_blocks"],
             max_num_seqs=BIG["max_num_seqs"],
         )
         assert not admit_all
@@ -138,7 +137,7 @@ def test_nested_wait_pauses_at_a_boundary_and_resumes() -> None:
     )
     ctrl.add_request(7, 16, arrival=0.0)
     # Segment 1's threshold may exceed 1: the deadline lets the lone request in.
-    view: dict[str, Any] = {"num_free_blocks": 100, "usable_blocks": 100, "max_num_seqs": 8}
+    view: dict[str, Any] = {"num_free_blocks": BIG["num_blocks"], "max_num_seqs": 8}
     _, admit, _ = ctrl.decide(now=1.0, num_running=0, **view)
     assert admit == [7]
     ctrl.on_admitted(7, 0)
@@ -177,7 +176,7 @@ def test_measured_iterations_replan_wait_thresholds() -> None:
 def test_pass_through_and_errors() -> None:
     ctrl = fluidsched.AdmissionController("vllm", num_blocks=100)
     ctrl.add_request(1, 10, arrival=0.0)
-    assert ctrl.decide(now=0.0, num_running=0, num_free_blocks=99, usable_blocks=99, max_num_seqs=4) == (
+    assert ctrl.decide(now=0.0, num_running=0, num_free_blocks=99, max_num_seqs=4) == (
         True,
         [],
         [],
@@ -193,7 +192,7 @@ def test_pass_through_and_errors() -> None:
     with pytest.raises(fluidsched.InvalidRequestError, match="arrival"):
         ctrl.add_request(3, 5, arrival=float("nan"))
     with pytest.raises(fluidsched.InvalidConfigError, match="now"):
-        ctrl.decide(now=float("inf"), num_running=0, num_free_blocks=1, usable_blocks=1, max_num_seqs=1)
+        ctrl.decide(now=float("inf"), num_running=0, num_free_blocks=1, max_num_seqs=1)
     with pytest.raises(fluidsched.InvalidConfigError, match="orca"):
         fluidsched.AdmissionController("orca", num_blocks=100)
     with pytest.raises(fluidsched.InvalidConfigError, match="num_blocks"):

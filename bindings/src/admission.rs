@@ -184,13 +184,12 @@ impl PyAdmissionController {
     }
 
     /// This step's decision: `(admit_all, admit_ids, resume_ids)`.
-    #[pyo3(signature = (*, now, num_running, num_free_blocks, usable_blocks, max_num_seqs, stalled = false))]
+    #[pyo3(signature = (*, now, num_running, num_free_blocks, max_num_seqs, stalled = false))]
     fn decide(
         &self,
         now: f64,
         num_running: Int<u32>,
         num_free_blocks: Int<u32>,
-        usable_blocks: Int<u32>,
         max_num_seqs: Int<u32>,
         stalled: bool,
     ) -> PyResult<(bool, Vec<u64>, Vec<u64>)> {
@@ -202,7 +201,6 @@ impl PyAdmissionController {
                 now,
                 num_running: num_running.0,
                 num_free_blocks: num_free_blocks.0,
-                usable_blocks: usable_blocks.0,
                 max_num_seqs: max_num_seqs.0,
                 stalled,
             };

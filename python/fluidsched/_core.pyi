@@ -182,7 +182,6 @@ class AdmissionController:
         now: float,
         num_running: int,
         num_free_blocks: int,
-        usable_blocks: int,
         max_num_seqs: int,
         stalled: bool = False,
     ) -> tuple[bool, list[int], list[int]]:

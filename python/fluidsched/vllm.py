@@ -220,7 +220,6 @@ class _FluidschedMixin:
             watermark=float(getattr(scheduler_config, "watermark", 0.0) or 0.0),
         )
         self.controller: AdmissionController = build_controller(self.fluidsched_settings, self.fluidsched_limits)
-        self._usable_blocks = num_blocks - int(self.fluidsched_limits.watermark * num_blocks)
         self._int_ids: dict[str, int] = {}
         self._by_int: dict[int, Request] = {}
         self._next_int = 0
@@ -298,7 +297,6 @@ class _FluidschedMixin:
             now=now,
             num_running=len(self.running),
             num_free_blocks=self.kv_cache_manager.block_pool.get_num_free_blocks(),
-            usable_blocks=self._usable_blocks,
             max_num_seqs=self.max_num_running_reqs,
             stalled=self._stalled,
         )

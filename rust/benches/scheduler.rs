@@ -126,7 +126,6 @@ fn admission_decide(c: &mut Criterion) {
             now: 2.0,
             num_running: running,
             num_free_blocks: 199_999 - 9 * running,
-            usable_blocks: 199_999,
             max_num_seqs: running,
             stalled: false,
         };

@@ -33,8 +33,6 @@ pub struct AdmissionView {
     pub num_running: u32,
     /// Free KV blocks.
     pub num_free_blocks: u32,
-    /// KV blocks usable by requests (above any watermark): the capacity WAIT's memory guard plans with.
-    pub usable_blocks: u32,
     /// Most requests running at once.
     pub max_num_seqs: u32,
     /// The previous step computed nothing (for Nested WAIT's deadlock breaker).
@@ -95,6 +93,8 @@ pub struct AdmissionController {
     /// Σ final blocks of the running requests (WAIT's quick guard bound).
     final_blocks: u64,
     block_size: u32,
+    /// Blocks above the watermark (`ctx.config`'s): the capacity WAIT's guard plans with.
+    usable_blocks: u32,
     /// The time model in use (planned `d0`, `d1`) and the correction applied to it.
     d0: f64,
     d1: f64,
@@ -157,6 +157,7 @@ impl AdmissionController {
             running: HashMap::new(),
             final_blocks: 0,
             block_size: ctx.config.block_size,
+            usable_blocks: ctx.config.usable_blocks(),
             d0: ctx.d0,
             d1: ctx.d1,
             correction: 1.0,
@@ -410,7 +411,7 @@ impl AdmissionController {
         let Kind::Wait { gate, memory_guard, .. } = &self.kind else { return };
         let memory_guard = *memory_guard;
         gate.admission_order(&sizes, &mut order);
-        let capacity = u64::from(view.usable_blocks);
+        let capacity = u64::from(self.usable_blocks);
         let mut pass = GuardPass::new();
         let mut admit = std::mem::take(&mut self.decision.admit);
         'types: for &j in &order {
@@ -454,7 +455,7 @@ impl AdmissionController {
 
     fn decide_nested(&mut self, view: &AdmissionView, room: usize, admitted_before: bool) {
         let Kind::Nested { gate, .. } = &mut self.kind else { return };
-        let used = f64::from(view.usable_blocks.saturating_sub(view.num_free_blocks)) * f64::from(self.block_size);
+        let used = f64::from(self.usable_blocks.saturating_sub(view.num_free_blocks)) * f64::from(self.block_size);
         gate.begin_step(view.now, used);
         for s in 0..gate.num_segments() {
             let count = match gate.entry_decision(s, view.now) {
@@ -508,14 +509,7 @@ mod tests {
     }
 
     fn view(now: f64) -> AdmissionView {
-        AdmissionView {
-            now,
-            num_running: 0,
-            num_free_blocks: 1000,
-            usable_blocks: 990,
-            max_num_seqs: 256,
-            stalled: false,
-        }
+        AdmissionView { now, num_running: 0, num_free_blocks: 1000, max_num_seqs: 256, stalled: false }
     }
 
     #[test]
