@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 import fluidsched
+from cli_helpers import run_cli
 from fluidsched import POLICY_NAMES, Workload, simulate
-from fluidsched.cli import build_parser, main
+from fluidsched.cli import build_parser
 from fluidsched.demo import DEMO_RATE
 
 #: Keys ``simulate --json`` must print (a subset of SUMMARY_KEYS, plus the policy).
@@ -41,16 +42,6 @@ REQUIRED_KEYS = (
     "simulated_span_s",
     "wall_time_s",
 )
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """``fluidsched ARGS`` in process: (exit code, stdout, stderr). argparse exits are caught."""
-    try:
-        code = main(list(args))
-    except SystemExit as e:
-        code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def json_summary(out: str) -> dict[str, Any]:

@@ -14,21 +14,12 @@ import numpy as np
 import pytest
 
 import fluidsched
+from cli_helpers import run_cli
 from fluidsched import InvalidConfigError, SimResult, Workload, simulate
-from fluidsched.cli import main
 from fluidsched.simulate import DEFAULT_OVER_LENGTH, OVER_LENGTH_MODES
 
 #: Linear time model for the synthetic runs.
 LINEAR: dict[str, Any] = {"time_model": "linear", "d0": 0.005, "d1": 1e-4}
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as e:
-        code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(code: int, err: str, *fragments: str) -> None:

@@ -1,32 +1,15 @@
 //! The model length limit in the simulator (`SimConfig::model_len`): each over-length mode against an equivalent
 //! run without a limit, the summary's accounting of rejected requests, validation, and Orca's reservation.
 
+mod common;
+
+use common::poisson_workload;
 use fluidsched_core::metrics::Summary;
 use fluidsched_core::policies::{POLICY_NAMES, PolicyContext, build_policy};
 use fluidsched_core::policy::{OptionValue, PolicyOptions};
-use fluidsched_core::rng::Rng;
 use fluidsched_core::sim::{policy_context, served_workload};
 use fluidsched_core::workload::{ModelLen, OverLength};
 use fluidsched_core::{Error, RequestSpec, SchedulerConfig, SimConfig, Simulator, TimeModel, Workload};
-
-/// `n` Poisson arrivals at `rate`, prompts 1–600 and outputs 1–400 tokens (so up to 999 in all).
-fn workload(n: usize, rate: f64, seed: u64) -> Workload {
-    let mut rng = Rng::new(seed);
-    let mut t = 0.0;
-    let requests = (0..n)
-        .map(|i| {
-            t += -(1.0 - rng.next_f64()).ln() / rate;
-            RequestSpec {
-                id: i as u64,
-                arrival: t,
-                prompt_len: 1 + (rng.next_u64() % 600) as u32,
-                output_len: 1 + (rng.next_u64() % 400) as u32,
-                type_id: None,
-            }
-        })
-        .collect();
-    Workload { requests, warnings: vec![] }
-}
 
 fn config(num_blocks: u32, model_len: ModelLen) -> SimConfig {
     SimConfig {
@@ -68,7 +51,7 @@ fn summary(sim: &mut Simulator) -> Summary {
 
 #[test]
 fn reject_equals_a_run_without_the_rejected_requests() {
-    let w = workload(400, 40.0, 11);
+    let w = poisson_workload(400, 40.0, 11);
     let cfg = config(1500, limit(600, OverLength::Reject));
     let kept: Vec<usize> =
         (0..w.len()).filter(|&i| w.requests[i].prompt_len + w.requests[i].output_len <= 600).collect();
@@ -107,7 +90,7 @@ fn reject_equals_a_run_without_the_rejected_requests() {
 
 #[test]
 fn trim_equals_a_run_of_the_trimmed_workload() {
-    let w = workload(400, 40.0, 12);
+    let w = poisson_workload(400, 40.0, 12);
     let n = 500;
     let cfg = config(1500, limit(n, OverLength::Trim));
     // Vidur's rule: the prompt is cut to N - output; here every output (<= 400) leaves room for a prompt.
@@ -160,7 +143,7 @@ fn trim_cuts_the_output_when_it_alone_exceeds_the_limit() {
 
 #[test]
 fn keep_and_no_limit_give_identical_runs() {
-    let w = workload(300, 40.0, 13);
+    let w = poisson_workload(300, 40.0, 13);
     for &name in POLICY_NAMES {
         let mut a = run(&w, name, &[], &config(1500, limit(300, OverLength::Keep)));
         let mut b = run(&w, name, &[], &config(1500, ModelLen::default()));
@@ -186,7 +169,7 @@ fn the_span_starts_at_the_first_served_arrival() {
 
 #[test]
 fn a_workload_rejected_whole_is_done_at_once() {
-    let w = workload(20, 10.0, 14);
+    let w = poisson_workload(20, 10.0, 14);
     let mut sim = run(&w, "vllm", &[], &config(100, limit(2, OverLength::Reject)));
     assert_eq!(sim.progress(), (20, 20));
     assert!(sim.iteration_log().is_empty());
@@ -199,7 +182,7 @@ fn a_workload_rejected_whole_is_done_at_once() {
 #[test]
 fn the_kv_cache_check_applies_to_what_is_served() {
     // 100 blocks of 16 tokens, 1 % watermark: 1,584 usable tokens. One request needs 2,000.
-    let mut w = workload(10, 10.0, 15);
+    let mut w = poisson_workload(10, 10.0, 15);
     w.requests[4].prompt_len = 1900;
     w.requests[4].output_len = 100;
     let cfg = |model_len| config(100, model_len);
@@ -220,7 +203,7 @@ fn the_kv_cache_check_applies_to_what_is_served() {
 
 #[test]
 fn bad_limits_are_config_errors_naming_the_option() {
-    let w = workload(5, 10.0, 16);
+    let w = poisson_workload(5, 10.0, 16);
     for n in [0, 1] {
         let cfg = config(100, ModelLen { max_model_len: Some(n), over_length: OverLength::Trim });
         let policy = build_policy("vllm", PolicyOptions::new("vllm", []), &PolicyContext::default()).unwrap();
@@ -237,7 +220,7 @@ fn orca_never_preempts_with_requests_capped_at_its_reservation() {
     let max_tokens = 512;
     let options = [("max_tokens", OptionValue::Num(f64::from(max_tokens)))];
     for seed in 0..4 {
-        let w = workload(600, 60.0, 100 + seed);
+        let w = poisson_workload(600, 60.0, 100 + seed);
         let over = w.requests.iter().filter(|r| r.prompt_len + r.output_len > max_tokens).count();
         assert!(over > 100, "{over} requests above the reservation");
         let mut kept = run(&w, "orca", &options, &config(400, limit(max_tokens, OverLength::Keep)));

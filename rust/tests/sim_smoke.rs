@@ -1,26 +1,10 @@
 //! End-to-end checks of the simulator with the vLLM policy on a generated workload.
 
-use fluidsched_core::policies::VllmPolicy;
-use fluidsched_core::rng::Rng;
-use fluidsched_core::{RequestSpec, SchedulerConfig, SimConfig, Simulator, TimeModel, Workload};
+mod common;
 
-fn workload(n: usize, rate: f64, seed: u64) -> Workload {
-    let mut rng = Rng::new(seed);
-    let mut t = 0.0;
-    let requests = (0..n)
-        .map(|i| {
-            t += -(1.0 - rng.next_f64()).ln() / rate;
-            RequestSpec {
-                id: i as u64,
-                arrival: t,
-                prompt_len: 1 + (rng.next_u64() % 600) as u32,
-                output_len: 1 + (rng.next_u64() % 400) as u32,
-                type_id: None,
-            }
-        })
-        .collect();
-    Workload { requests, warnings: vec![] }
-}
+use common::poisson_workload;
+use fluidsched_core::policies::VllmPolicy;
+use fluidsched_core::{RequestSpec, SchedulerConfig, SimConfig, Simulator, TimeModel, Workload};
 
 fn config(num_blocks: u32) -> SimConfig {
     SimConfig {
@@ -32,7 +16,7 @@ fn config(num_blocks: u32) -> SimConfig {
 
 #[test]
 fn every_request_finishes_and_memory_binds() {
-    let w = workload(3000, 40.0, 7);
+    let w = poisson_workload(3000, 40.0, 7);
     let mut sim = Simulator::new(&w, Box::new(VllmPolicy::new()), &config(1500)).unwrap();
     sim.run().unwrap();
     let s = sim.summary();
@@ -50,7 +34,7 @@ fn every_request_finishes_and_memory_binds() {
 
 #[test]
 fn same_seed_same_results() {
-    let w = workload(500, 30.0, 3);
+    let w = poisson_workload(500, 30.0, 3);
     let run = || {
         let mut sim = Simulator::new(&w, Box::new(VllmPolicy::new()), &config(800)).unwrap();
         sim.run().unwrap();

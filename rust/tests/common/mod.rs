@@ -1,10 +1,11 @@
-//! Helpers shared by the robustness test files (`fuzz_ops`, `differential`, `trace_fuzz`, `bad_input`).
+//! Helpers shared by the Rust integration tests (`fuzz_ops`, `differential`, `trace_fuzz`, `bad_input`, `sim_smoke`, ...).
 #![allow(dead_code)]
 
 use fluidsched_core::policies::PolicyContext;
 use fluidsched_core::request::{NewRequest, RequestState};
+use fluidsched_core::rng::Rng;
 use fluidsched_core::workload::RequestType;
-use fluidsched_core::{Scheduler, SchedulerConfig};
+use fluidsched_core::{RequestSpec, Scheduler, SchedulerConfig, Workload};
 use proptest::prelude::*;
 
 /// Linear time model used by every harness: fixed cost per iteration, seconds.
@@ -103,4 +104,23 @@ pub fn snapshot(s: &Scheduler, held: &[u64]) -> Snapshot {
         })
         .collect();
     (s.num_waiting(), s.num_running(), s.num_free_blocks(), reqs)
+}
+
+/// `n` Poisson arrivals at `rate`, prompts 1–600 and outputs 1–400 tokens (so up to 999 in all).
+pub fn poisson_workload(n: usize, rate: f64, seed: u64) -> Workload {
+    let mut rng = Rng::new(seed);
+    let mut t = 0.0;
+    let requests = (0..n)
+        .map(|i| {
+            t += -(1.0 - rng.next_f64()).ln() / rate;
+            RequestSpec {
+                id: i as u64,
+                arrival: t,
+                prompt_len: 1 + (rng.next_u64() % 600) as u32,
+                output_len: 1 + (rng.next_u64() % 400) as u32,
+                type_id: None,
+            }
+        })
+        .collect();
+    Workload { requests, warnings: vec![] }
 }
