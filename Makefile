@@ -17,6 +17,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.dev-installed: $(BIN)/python
+	@echo "== installing the test and lint tools into $(VENV)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(DEV_PACKAGES)
 	touch $@
@@ -26,7 +27,8 @@ install-dev: $(VENV)/.dev-installed  ## Create .venv with the test and lint tool
 
 .PHONY: build-dev
 build-dev: install-dev  ## Build the extension (release profile) into .venv
-	$(BIN)/maturin develop --release --quiet
+	@echo "== building the extension into $(VENV) (release profile; cargo prints each crate it compiles)"
+	$(BIN)/maturin develop --release
 
 .PHONY: demo
 demo:  ## Install fluidsched into .venv and run the demo on the bundled trace
@@ -34,6 +36,8 @@ demo:  ## Install fluidsched into .venv and run the demo on the bundled trace
 
 .PHONY: test-rust
 test-rust:  ## Rust tests (core crate, incl. proptest)
+	@echo "== building the core crate's tests (cargo prints each crate it compiles)"
+	cargo test --no-run
 	cargo test --quiet
 
 .PHONY: test-python
@@ -92,7 +96,7 @@ bench: build-dev  ## Print simulator speed (requests per wall-second) and Python
 
 .PHONY: bench-rust
 bench-rust:  ## criterion benchmarks of the Rust core
-	cargo bench --bench scheduler
+	cargo bench -p fluidsched-bench --bench scheduler
 
 .PHONY: clean
 clean:  ## Remove build outputs and the virtual environment

@@ -19,7 +19,7 @@ import fluidsched
 from cli_helpers import run_cli
 from fluidsched import POLICY_NAMES, Workload, simulate
 from fluidsched.cli import build_parser
-from fluidsched.demo import DEMO_RATE
+from fluidsched.demo import DEMO_RATE, SCENARIOS
 
 #: Keys ``simulate --json`` must print (a subset of SUMMARY_KEYS, plus the policy).
 REQUIRED_KEYS = (
@@ -263,12 +263,26 @@ def test_demo(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
 
 def test_demo_json_matches_the_api(capsys: pytest.CaptureFixture[str], tmp_path: Path, azure_trace: Path) -> None:
     code, out, _ = run_cli(
-        capsys, "demo", "--num-requests", "200", "--policy", "vllm", "--json", "-q", "--out-dir", str(tmp_path)
+        capsys,
+        *("demo", "--scenario", "azure", "--num-requests", "200", "--policy", "vllm", "--json", "-q"),
+        *("--out-dir", str(tmp_path)),
     )
     assert code == 0
     (row,) = json.loads(out)
     assert row["policy"] == "vllm"
-    same_metrics(row, simulate(azure_trace, "vllm", rate=DEMO_RATE, num_requests=200).summary())
+    rate = SCENARIOS["azure"].rate
+    same_metrics(row, simulate(azure_trace, "vllm", rate=rate, num_requests=200).summary())
+
+
+def test_demo_paper_scenario_is_the_two_type_mix(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run_cli(
+        capsys, "demo", "--num-requests", "400", "--policy", "wait", "--json", "-q", "--out-dir", str(tmp_path)
+    )
+    assert code == 0
+    (row,) = json.loads(out)
+    types = [(50, 156, DEMO_RATE * 167 / 198), (100, 171, DEMO_RATE * 31 / 198)]
+    expected = simulate(Workload.from_types(types, 400, seed=1), "wait", max_num_seqs=4096).summary()
+    same_metrics(row, expected)
 
 
 def test_plan_json(capsys: pytest.CaptureFixture[str]) -> None:

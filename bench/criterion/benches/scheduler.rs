@@ -15,7 +15,7 @@ use fluidsched_core::workload::{RequestType, TraceData, TraceOptions, Workload, 
 use fluidsched_core::{Scheduler, SchedulerConfig, TimeModel};
 
 fn azure() -> Workload {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/fluidsched/data/azure_conv_2023_5k.csv");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python/fluidsched/data/azure_conv_2023_5k.csv");
     match read_trace_file(&path, &TraceOptions::default()).expect("bundled trace") {
         TraceData::Timed(w) => w,
         TraceData::Lengths(_) => panic!("the Azure sample has arrival times"),

@@ -1,0 +1,1 @@
+//! Criterion benchmarks of `fluidsched-core` live in `benches/`; this crate has no library code of its own.
