@@ -5,6 +5,11 @@ is the median over repeats, and the last column is that median relative to ``vll
 every policy at 0.5 or more). Repeats are interleaved (every policy once, then again), so that a change in the
 machine's load during the run affects every policy alike. The trace is replayed at its own arrival times (about
 4.9 req/s for the first 5,000 requests) and, with ``--rate``, at a rescaled rate.
+
+``--scaling`` instead checks that no policy is quadratic: an overloaded synthetic workload (three types, arrivals
+far above what the cache sustains, so the waiting queue grows all run long) of N and then 2N requests, every
+policy plus ``mc-sf -o on_infeasible=skip``, and the ratio of wall times (about 2 when the cost is linear in the
+run's length, 4 when quadratic).
 """
 
 from __future__ import annotations
@@ -16,6 +21,29 @@ import time
 
 import fluidsched
 from fluidsched import POLICY_NAMES, bundled_trace, load_workload, simulate
+from fluidsched.simulate import OptionValue
+
+
+def scaling(n: int, policies: list[str], repeats: int) -> None:
+    """Wall time of N and 2N overloaded requests per policy, and their ratio."""
+    types = [(128, 256, 30.0), (512, 64, 10.0), (1024, 512, 5.0)]
+    cases: list[tuple[str, dict[str, OptionValue]]] = [(p, {}) for p in policies]
+    if "mc-sf" in policies:
+        cases.append(("mc-sf", {"on_infeasible": "skip"}))
+    print(f"overloaded mix {types} (prompt, output, req/s), Llama-2-7B/A100 time model; median of {repeats}")
+    print(f"{'policy':>24} {f'{n:,} req s':>12} {f'{2 * n:,} req s':>12} {'ratio':>6}")
+    for policy, options in cases:
+        times = []
+        for size in (n, 2 * n):
+            workload = fluidsched.Workload.from_types(types, size, seed=1)
+            runs = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                simulate(workload, policy, policy_options=options)
+                runs.append(time.perf_counter() - t0)
+            times.append(statistics.median(runs))
+        label = policy + "".join(f" {k}={v}" for k, v in options.items())
+        print(f"{label:>24} {times[0]:>12.3f} {times[1]:>12.3f} {times[1] / times[0]:>6.2f}")
 
 
 def main() -> None:
@@ -23,7 +51,11 @@ def main() -> None:
     p.add_argument("--policy", action="append", choices=POLICY_NAMES, help="policies (default: all)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--rate", type=float, default=None, help="rescale arrivals to this many req/s")
+    p.add_argument("--scaling", type=int, metavar="N", help="time N and 2N overloaded requests instead (see above)")
     args = p.parse_args()
+    if args.scaling:
+        scaling(args.scaling, args.policy or list(POLICY_NAMES), max(args.repeats, 1))
+        return
     workload = load_workload(bundled_trace("azure"), rate=args.rate)
     print(
         f"fluidsched {fluidsched.__version__}, Python {platform.python_version()}, {platform.machine()}; "

@@ -162,8 +162,10 @@ def test_numpy_integers_are_accepted_wherever_ints_are() -> None:
 
 @pytest.mark.parametrize("bad", [[1.5, 2.0], [True, 2], [None, 1], ["3", 1], [np.float64(3.0), 1]])
 def test_non_integer_lengths_raise_a_fluidsched_error(bad: list[object]) -> None:
-    with pytest.raises(InvalidArgumentTypeError, match="expected an int") as info:
+    with pytest.raises(InvalidArgumentTypeError, match=r"^prompt_len: expected an int") as info:
         Workload.from_requests([0.0, 1.0], bad, [1, 1])  # type: ignore[arg-type]
+    assert info.value.argument == "prompt_len"
+    assert not getattr(info.value, "__notes__", [])  # folded into the message, not repeated as a note
     assert isinstance(info.value, TypeError)
     assert isinstance(info.value, InvalidConfigError)
 

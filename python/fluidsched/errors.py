@@ -20,6 +20,8 @@ Rust ``Error`` variant     Python class                 raised for
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "DuplicateRequestError",
     "FluidschedError",
@@ -34,8 +36,30 @@ __all__ = [
 ]
 
 
+# The note PyO3 attaches to an error raised while it converts a function's argument.
+_ARGUMENT_NOTE = re.compile(r"while processing '(\w+)'")
+
+
 class FluidschedError(Exception):
-    """Base class of every error raised by fluidsched."""
+    """Base class of every error raised by fluidsched.
+
+    When the error arose while converting an argument of a native function, :attr:`argument` names it and the
+    message starts with it (``num_blocks: expected an int, got str '10'``).
+    """
+
+    #: The argument being converted when the error was raised (``None`` when not an argument's conversion).
+    argument: str | None = None
+
+    def add_note(self, note: str, /) -> None:
+        """Folds PyO3's "while processing 'ARG'" note into the message; other notes are kept as notes."""
+        match = _ARGUMENT_NOTE.fullmatch(note)
+        if match and self.argument is None and len(self.args) == 1 and isinstance(self.args[0], str):
+            self.argument = match.group(1)
+            self.args = (f"{self.argument}: {self.args[0]}",)
+            return
+        add_note = getattr(super(), "add_note", None)  # Python 3.11+
+        if add_note is not None:
+            add_note(note)
 
 
 class InvalidConfigError(FluidschedError, ValueError):

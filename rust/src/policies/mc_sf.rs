@@ -35,12 +35,14 @@
 //! cheaper checks (budget, free blocks), O(n + changes·c) to load the profile of the n running requests (kept
 //! across steps by a [`super::kv_profile::ProfileTracker`]: c checkpoints, changes = requests admitted, finished
 //! or otherwise off their projection since the last load; O(n log n) when many changed), then O(n) per candidate
-//! tried (O(log n) for most rejections) and O(n) per admission (no re-sort).
+//! tried (O(log n) for most rejections) and O(n) per admission (no re-sort). The waiting queue is a
+//! [`super::sized_queue::SizedQueue`]: with `on_infeasible = "skip"` a step jumps over every candidate that must
+//! fail (by budget, or at least as large as one that failed the memory checks), O(log W) per candidate looked
+//! at instead of a walk over all W waiting requests.
 //! Not modelled: the paper's continuous-time variants and its hindsight benchmark.
 
-use std::collections::BTreeSet;
-
 use super::kv_profile::{KvProfile, ProfileTracker, Projection};
+use super::sized_queue::{SizeTest, SizedQueue};
 use super::vllm::schedule_running;
 use crate::error::{Error, Result};
 use crate::policy::{Policy, PolicyOptions};
@@ -54,7 +56,8 @@ type Key = (u32, u64, Slot);
 /// Memory-Constrained Shortest-First admission over vLLM-style block accounting.
 #[derive(Debug, Clone)]
 pub struct McSfPolicy {
-    waiting: BTreeSet<Key>,
+    /// Waiting requests in key order, each with its size (owed prompt tokens).
+    waiting: SizedQueue<Key>,
     /// Each slot's key while it waits (indexed by slot).
     keys: Vec<Key>,
     next_seq: u64,
@@ -66,6 +69,8 @@ pub struct McSfPolicy {
     /// Steps scheduled so far.
     steps: u64,
     admitted: Vec<Key>,
+    /// Look at every candidate even under `skip` (the unindexed walk; for differential tests).
+    exhaustive: bool,
 }
 
 impl McSfPolicy {
@@ -75,7 +80,7 @@ impl McSfPolicy {
     /// A policy that stops at the first infeasible candidate (`skip = false`) or skips it.
     pub fn new(skip_infeasible: bool, default_output_len: u32) -> Self {
         McSfPolicy {
-            waiting: BTreeSet::new(),
+            waiting: SizedQueue::default(),
             keys: Vec::new(),
             next_seq: 0,
             skip_infeasible,
@@ -84,7 +89,15 @@ impl McSfPolicy {
             tracker: ProfileTracker::default(),
             steps: 0,
             admitted: Vec::new(),
+            exhaustive: false,
         }
+    }
+
+    /// The same policy, but under `skip` it looks at every waiting candidate in turn instead of jumping over
+    /// those that must fail: slower, with the same decisions (what the differential tests check).
+    pub fn with_exhaustive_walk(mut self) -> Self {
+        self.exhaustive = true;
+        self
     }
 
     /// Builds the policy from its options.
@@ -109,7 +122,8 @@ impl McSfPolicy {
             self.keys.resize(slot as usize + 1, (0, 0, 0));
         }
         self.keys[slot as usize] = key;
-        self.waiting.insert(key);
+        debug_assert_eq!(state.request(slot).num_computed_tokens, 0, "a waiting request holds no KV");
+        self.waiting.insert(key, state.request(slot).num_owed_tokens());
     }
 
     /// Admits candidates in key order while the projection allows. Returns nothing; records in `step`.
@@ -123,18 +137,39 @@ impl McSfPolicy {
         let capacity = u64::from(state.pool().usable_blocks());
         let mut built = false;
         self.admitted.clear();
-        for &key in &self.waiting {
-            if state.running().len() >= cfg.max_num_seqs as usize {
-                break;
-            }
+        let mut cursor: Option<Key> = None;
+        // `skip` only: the smallest size that failed the memory checks this step. Those checks are monotone (a
+        // later candidate has at least as many steps left; with at least as many tokens it needs at least as many
+        // blocks at every future step, and admissions only take memory), so candidates of this size or more are
+        // passed over without being looked at: the same decisions as trying each, in O(log W) per answer.
+        let mut memory_limit = u64::MAX;
+        while state.running().len() < cfg.max_num_seqs as usize {
+            let tokens = step.num_batched_tokens();
+            let next = if self.skip_infeasible && !self.exhaustive {
+                let test = Candidates {
+                    memory_limit,
+                    budget_room: cfg.max_num_batched_tokens.saturating_sub(tokens),
+                    budget: cfg.max_num_batched_tokens,
+                    lone_prefill: step.shape.num_prefill_seqs == 0,
+                };
+                self.waiting.next_accepted(cursor.as_ref(), &test)
+            } else {
+                self.waiting.next_accepted(cursor.as_ref(), &Candidates::ANY)
+            };
+            let Some((key, _)) = next else { break };
+            cursor = Some(key);
             let slot = key.2;
             let owed = state.request(slot).num_owed_tokens();
-            let tokens = step.num_batched_tokens();
             let within_budget = tokens.saturating_add(owed) <= cfg.max_num_batched_tokens
                 || (owed > cfg.max_num_batched_tokens && step.shape.num_prefill_seqs == 0);
+            if !within_budget {
+                if self.skip_infeasible {
+                    continue;
+                }
+                break;
+            }
             let p = self.projection(state, slot);
-            let feasible = within_budget
-                && state.blocks_needed(slot, owed) <= state.pool().num_free()
+            let fits = state.blocks_needed(slot, owed) <= state.pool().num_free()
                 && if state.running().is_empty() {
                     // Liveness: alone in the cache, admit whatever physically fits now.
                     state.fits_for_admission(slot, owed)
@@ -150,8 +185,9 @@ impl McSfPolicy {
                     }
                     self.profile.fits_with(p, capacity)
                 };
-            if !feasible {
+            if !fits {
                 if self.skip_infeasible {
+                    memory_limit = memory_limit.min(u64::from(owed));
                     continue;
                 }
                 break;
@@ -168,6 +204,33 @@ impl McSfPolicy {
         for key in &self.admitted {
             self.waiting.remove(key);
         }
+    }
+}
+
+/// Which waiting requests the `skip` walk still needs to look at, by size (owed prompt tokens).
+struct Candidates {
+    /// Sizes from here up fail the memory checks.
+    memory_limit: u64,
+    /// Most prompt tokens the step's token budget still takes.
+    budget_room: u32,
+    /// `max_num_batched_tokens`.
+    budget: u32,
+    /// No prefill yet this step: a prompt longer than the whole budget may run alone.
+    lone_prefill: bool,
+}
+
+impl Candidates {
+    /// Every request (the `stop` walk looks at each in turn).
+    const ANY: Candidates = Candidates { memory_limit: u64::MAX, budget_room: u32::MAX, budget: 0, lone_prefill: true };
+}
+
+impl SizeTest for Candidates {
+    fn node(&self, size: u32) -> bool {
+        u64::from(size) < self.memory_limit && (size <= self.budget_room || (self.lone_prefill && size > self.budget))
+    }
+
+    fn subtree(&self, min: u32, max: u32) -> bool {
+        u64::from(min) < self.memory_limit && (min <= self.budget_room || (self.lone_prefill && max > self.budget))
     }
 }
 

@@ -9,6 +9,7 @@ pub mod nested_wait;
 pub mod orca;
 pub mod sarathi;
 pub mod sglang;
+pub mod sized_queue;
 pub mod token_ratio;
 pub mod vllm;
 pub mod vllm_v0;
