@@ -251,9 +251,9 @@ mod tests {
                 let key = (steps, seq, (seq % 7) as u32);
                 match op {
                     0 | 1 => {
-                        if !reference.contains_key(&key) {
+                        if let std::collections::btree_map::Entry::Vacant(slot) = reference.entry(key) {
+                            slot.insert(size);
                             q.insert(key, size);
-                            reference.insert(key, size);
                         }
                     }
                     2 => prop_assert_eq!(q.remove(&key), reference.remove(&key).is_some()),
