@@ -395,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fluidsched",
         description="Fluid-guided, memory-aware scheduling for LLM inference: simulate policies on real traces.",
+        epilog="examples:\n"
+        "  fluidsched simulate --policy wait --type 128:256:4 --type 512:64:1 --num-requests 2000\n"
+        "  fluidsched plan --type 128:256:4 --type 512:64:1\n"
+        "  fluidsched options wait\n\n"
+        "'fluidsched COMMAND --help' describes each command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fluidsched {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -403,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     epilog = "policy options (-o KEY=VALUE):\n" + "\n".join(
         f"  {name:<12} {', '.join(opts) if opts else '(none)'}" for name, opts in POLICY_OPTIONS.items()
     )
-    epilog += "\n\nSee docs/baselines.md and docs/wait.md for what each option does and its default."
+    epilog += "\n\n'fluidsched options POLICY' describes each option and its default."
     sim = sub.add_parser(
         "simulate",
         help="simulate one policy on a trace or synthetic workload",
@@ -445,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         "model length",
         "A request whose prompt + output exceeds --max-model-len is trimmed (the default: Vidur trims\n"
         "over-length trace rows), rejected (a vLLM server answers it with an error; counted in num_rejected\n"
-        'and left out of every other metric) or kept. See docs/simulator.md, "Model length".',
+        "and left out of every other metric) or kept (--over-length).",
     )
     ml.add_argument(
         "--max-model-len",
@@ -505,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fluidsched import demo  # the demo pulls in optional plotting lazily
 
     demo.add_parser(sub)
+    from fluidsched import option_table
+
+    option_table.add_parser(sub)
     return parser
 
 
