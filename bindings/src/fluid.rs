@@ -143,7 +143,7 @@ pub fn py_plan<'py>(
             }
             _ => return Err(fluidsched_core::Error::config("plan needs exactly one of types or workload")),
         };
-        plan(&ctx, tm.attention_linearization(), wait_options, nested_options)
+        plan(&ctx, &tm, wait_options, nested_options)
     })?;
     let d = PyDict::new(py);
     let types: Vec<(u32, u32, f64)> = p.types.iter().map(|t| (t.prompt_len, t.output_len, t.rate)).collect();
@@ -151,6 +151,7 @@ pub fn py_plan<'py>(
     d.set_item("d0", p.d0)?;
     d.set_item("d1", p.d1)?;
     d.set_item("fluid_time_model", p.fluid_time)?;
+    d.set_item("fluid_exact_time", p.exact_time)?;
     d.set_item("capacity_tokens", p.capacity_tokens)?;
     d.set_item("fluid", solution_dict(py, &p.fluid)?)?;
     d.set_item("max_rate_per_s", p.max_rate)?;

@@ -35,6 +35,7 @@ PLAN_KEYS: tuple[str, ...] = (
     "d0",
     "d1",
     "fluid_time_model",
+    "fluid_exact_time",
     "capacity_tokens",
 )
 
