@@ -116,8 +116,11 @@ fn trace_text() -> impl Strategy<Value = String> {
 
 fn arb_options() -> impl Strategy<Value = TraceOptions> {
     let w = prop_oneof![8 => Just(1.0), 2 => 0.1f64..3.0, 1 => Just(f64::NAN), 1 => Just(0.0), 1 => Just(-1.0), 1 => Just(1e12)];
-    (w, any::<bool>())
-        .prop_map(|(words_to_tokens, lengths_are_words)| TraceOptions { words_to_tokens, lengths_are_words })
+    (w, any::<bool>()).prop_map(|(words_to_tokens, lengths_are_words)| TraceOptions {
+        words_to_tokens,
+        lengths_are_words,
+        ..Default::default()
+    })
 }
 
 /// Parses `text` under `catch_unwind` and checks the outcome.
