@@ -228,11 +228,19 @@ def test_wait_runs_a_single_request_or_a_batch(policy: str, arrivals: list[float
 
 
 def test_trace_errors_quote_a_bounded_excerpt(tmp_path: Path) -> None:
+    # Bare CR line ends are line ends (RFC 4180): a CR-only file reads row by row, and a bad row names its line.
+    rows = "".join(f"\r{i},10,5" for i in range(20000))
     cr_only = tmp_path / "cr.csv"
-    cr_only.write_text("arrived_at,num_prefill_tokens,num_decode_tokens" + "".join(f"\r{i},10,5" for i in range(20000)))
+    cr_only.write_text("arrived_at,num_prefill_tokens,num_decode_tokens" + rows, newline="")
+    assert len(Workload.from_trace(cr_only)) == 20000
+    cr_only.write_text("arrived_at,num_prefill_tokens,num_decode_tokens" + rows + "\r20000,x,5", newline="")
+    with pytest.raises(InvalidTraceError, match='line 20002, column "num_prefill_tokens"'):
+        Workload.from_trace(cr_only)
     header = tmp_path / "header.csv"
     header.write_text("x" * 5_000_000 + ",y\n1,2\n")
-    for path in (cr_only, header):
+    huge_row = tmp_path / "row.csv"
+    huge_row.write_text("arrived_at,num_prefill_tokens,num_decode_tokens\n" + "1," * 20000 + "\n")
+    for path in (cr_only, header, huge_row):
         with pytest.raises(InvalidTraceError) as info:
             Workload.from_trace(path)
         assert len(str(info.value)) < 2000

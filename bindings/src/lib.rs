@@ -11,6 +11,7 @@ mod fluid;
 mod options;
 mod scheduler;
 mod sim;
+mod trace_args;
 
 /// The extension module.
 #[pymodule]

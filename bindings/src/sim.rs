@@ -18,6 +18,7 @@ use crate::errors::guard;
 use crate::options::{
     Int, TypeArg, ints, max_model_len as max_model_len_from, policy_options as policy_options_from, scheduler_config,
 };
+use crate::trace_args::{column_map, optional_str};
 
 fn arrival_process(kind: &str, rate: f64, cv: f64) -> Result<ArrivalProcess, Error> {
     match kind {
@@ -35,13 +36,15 @@ pub struct PyWorkload {
 
 #[pymethods]
 impl PyWorkload {
-    /// Reads a trace file (Vidur replay, Azure 2023, Vidur lengths or LMSYS word counts; detected from the
-    /// header). Timed traces keep their arrivals (rescaled to `rate` req/s if given); length-only traces need
-    /// `rate` and get seeded Poisson or Gamma(`rate`, `cv`) arrivals.
+    /// Reads a trace file (Vidur replay, Azure 2023, BurstGPT, Vidur lengths, LMSYS word counts or Mooncake
+    /// JSONL; detected from the content), or the columns `columns` names. Timed traces keep their arrivals
+    /// (rescaled to `rate` req/s if given); length-only traces need `rate` and get seeded Poisson or
+    /// Gamma(`rate`, `cv`) arrivals. `trace_model` / `trace_log_type` keep only BurstGPT rows of that `Model` /
+    /// `Log Type`.
     #[staticmethod]
     #[pyo3(signature = (
         path, *, rate = None, num_requests = None, arrival = "poisson", cv = 1.0, seed = Int(0),
-        words_to_tokens = 1.0, lengths_are_words = false
+        words_to_tokens = 1.0, lengths_are_words = false, trace_model = None, trace_log_type = None, columns = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn from_trace(
@@ -54,12 +57,21 @@ impl PyWorkload {
         seed: Int<u64>,
         words_to_tokens: f64,
         lengths_are_words: bool,
+        trace_model: Option<&Bound<'_, PyAny>>,
+        trace_log_type: Option<&Bound<'_, PyAny>>,
+        columns: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let num_requests = num_requests.map(|x| x.0);
         let seed = seed.0;
+        let opts = TraceOptions {
+            words_to_tokens,
+            lengths_are_words,
+            model: optional_str(trace_model, "trace_model")?,
+            log_type: optional_str(trace_log_type, "trace_log_type")?,
+            columns: column_map(columns)?,
+        };
         py.detach(|| {
             guard(|| {
-                let opts = TraceOptions { words_to_tokens, lengths_are_words };
                 let inner = match read_trace_file(&path, &opts)? {
                     TraceData::Timed(w) => {
                         let w = match num_requests {

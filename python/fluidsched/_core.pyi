@@ -281,8 +281,11 @@ class Workload:
         seed: int = ...,
         words_to_tokens: float = 1.0,
         lengths_are_words: bool = False,
+        trace_model: str | None = None,
+        trace_log_type: str | None = None,
+        columns: dict[str, str] | str | None = None,
     ) -> Workload:
-        """Reads a trace file; length-only traces need ``rate``."""
+        """Reads a trace file (format detected, or ``columns`` named); length-only traces need ``rate``."""
     @staticmethod
     def from_types(types: Sequence[tuple[_Int, _Int, float]], num_requests: _Int, *, seed: _Int = ...) -> Workload:
         """Synthetic typed workload from ``(prompt_len, output_len, rate)`` tuples."""

@@ -126,7 +126,12 @@ def add_workload_options(p: argparse.ArgumentParser) -> None:
     """Workload, time-model and capacity options shared by ``simulate`` and ``plan``."""
     w = p.add_argument_group("workload")
     src = w.add_mutually_exclusive_group()
-    src.add_argument("--trace", metavar="FILE", help="trace CSV (Vidur replay, Azure 2023, Vidur lengths or LMSYS)")
+    src.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="trace file, format detected from its content: CSV (Vidur, Azure 2023, BurstGPT, LMSYS) or Mooncake "
+        "JSON lines; any other layout with --columns",
+    )
     src.add_argument(
         "--type",
         dest="types",
@@ -161,6 +166,22 @@ def add_workload_options(p: argparse.ArgumentParser) -> None:
         metavar="F",
         help="tokens per word for word-count traces such as LMSYS (default 1.0: use words as tokens)",
     )
+    w.add_argument(
+        "--columns",
+        metavar="SPEC",
+        help="read a trace of any other layout from these columns (CSV header names or JSON keys): "
+        "arrival=COL,prompt=COL,output=COL[,unit=s|ms|us]; without arrival= it is length-only and needs --rate",
+    )
+    w.add_argument(
+        "--trace-model",
+        metavar="NAME",
+        help="BurstGPT traces: keep only the rows of this Model (e.g. ChatGPT, GPT-4)",
+    )
+    w.add_argument(
+        "--trace-log-type",
+        choices=("conversation", "api"),
+        help="BurstGPT traces: keep only conversation or API log rows (Log Type)",
+    )
     w.add_argument("--seed", type=_seed, default=0, help="seed for synthetic arrivals and predictions (default 0)")
     m = p.add_argument_group("model and memory")
     m.add_argument(
@@ -182,6 +203,14 @@ def add_workload_options(p: argparse.ArgumentParser) -> None:
 
 
 def _workload_from_args(args: argparse.Namespace) -> Workload:
+    trace_flags = {
+        "--columns": args.columns,
+        "--trace-model": args.trace_model,
+        "--trace-log-type": args.trace_log_type,
+    }
+    given = [flag for flag, value in trace_flags.items() if value is not None]
+    if given and not args.trace:
+        raise InvalidConfigError(f"{', '.join(given)} apply only with --trace FILE")
     if args.types:
         n = args.num_requests or 10_000
         wl = Workload.from_types(args.types, n, seed=args.seed)
@@ -196,6 +225,9 @@ def _workload_from_args(args: argparse.Namespace) -> Workload:
         cv=args.cv,
         seed=args.seed,
         words_to_tokens=args.words_to_tokens,
+        trace_model=args.trace_model,
+        trace_log_type=args.trace_log_type,
+        columns=args.columns,
     )
 
 

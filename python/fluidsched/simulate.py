@@ -80,14 +80,29 @@ def load_workload(
     cv: float = 1.0,
     seed: int = 0,
     words_to_tokens: float = 1.0,
+    trace_model: str | None = None,
+    trace_log_type: str | None = None,
+    columns: Mapping[str, str] | str | None = None,
 ) -> Workload:
     """Returns ``source`` as a :class:`Workload`, reading it if it is a path.
+
+    The trace format is detected from the file's content (``docs/simulator.md``, "Trace formats"): CSV in the
+    Vidur, Azure 2023, BurstGPT or LMSYS layouts, or Mooncake JSON lines. ``columns`` reads any other CSV or
+    JSON-lines file by naming its columns: ``{"arrival": ..., "prompt": ..., "output": ..., "unit": "ms"}``
+    (``arrival`` and ``unit`` optional; ``unit`` is ``s``, ``ms`` or ``us``, default ``s``), or the same as a
+    string ``"arrival=COL,prompt=COL,output=COL,unit=ms"``. ``trace_model`` (e.g. ``"GPT-4"``) and
+    ``trace_log_type`` (``"conversation"`` or ``"api"``) keep only the BurstGPT rows of that ``Model`` /
+    ``Log Type``.
 
     Timed traces keep their arrival times (rescaled to ``rate`` req/s if given, truncated to ``num_requests``);
     length-only traces need ``rate`` and get seeded Poisson (or ``arrival="gamma"`` with ``cv``) arrivals. The
     bundled LMSYS sample holds word counts: it is read as words and scaled by ``words_to_tokens``.
     """
     if isinstance(source, Workload):
+        trace_only = {"trace_model": trace_model, "trace_log_type": trace_log_type, "columns": columns}
+        given = [name for name, value in trace_only.items() if value is not None]
+        if given:
+            raise InvalidConfigError(f"{', '.join(given)} apply only when reading a trace file, not to a Workload")
         workload = source
         if num_requests is not None:
             workload = workload.truncated(num_requests)
@@ -105,6 +120,9 @@ def load_workload(
         seed=seed,
         words_to_tokens=words_to_tokens,
         lengths_are_words=words,
+        trace_model=trace_model,
+        trace_log_type=trace_log_type,
+        columns=dict(columns) if isinstance(columns, Mapping) else columns,
     )
 
 

@@ -2,7 +2,8 @@
 //! toolchain and a new dependency, `libfuzzer-sys`; the project builds on stable only). Generated CSV text:
 //! valid headers of every format with random mutations (dropped, duplicated, renamed, reordered and extra
 //! columns), cells that are valid, negative, NaN, infinite, huge, fractional, quoted, empty or text, unsorted
-//! timestamps, blank lines, a BOM, CRLF line ends, truncated and over-long rows, and fully random text and bytes.
+//! timestamps, blank lines, a BOM, CRLF line ends, truncated and over-long rows, and fully random text and bytes;
+//! and JSON lines with Mooncake's keys mutated (missing, renamed, null, array, string and out-of-range values).
 //!
 //! `parse_trace` must never panic, and must return either a trace that validates (sorted arrivals, lengths ≥ 1)
 //! or an `InvalidTrace` / `InvalidConfig` error with a non-empty message. `read_trace_file` must do the same on
@@ -116,8 +117,11 @@ fn trace_text() -> impl Strategy<Value = String> {
 
 fn arb_options() -> impl Strategy<Value = TraceOptions> {
     let w = prop_oneof![8 => Just(1.0), 2 => 0.1f64..3.0, 1 => Just(f64::NAN), 1 => Just(0.0), 1 => Just(-1.0), 1 => Just(1e12)];
-    (w, any::<bool>())
-        .prop_map(|(words_to_tokens, lengths_are_words)| TraceOptions { words_to_tokens, lengths_are_words })
+    (w, any::<bool>()).prop_map(|(words_to_tokens, lengths_are_words)| TraceOptions {
+        words_to_tokens,
+        lengths_are_words,
+        ..Default::default()
+    })
 }
 
 /// Parses `text` under `catch_unwind` and checks the outcome.
@@ -154,6 +158,36 @@ proptest! {
         check(&String::from_utf8_lossy(&bytes), &TraceOptions::default())?;
         let with_header = format!("arrived_at,num_prefill_tokens,num_decode_tokens\n{text}");
         check(&with_header, &TraceOptions::default())?;
+    }
+}
+
+/// A JSON-lines trace: Mooncake records with mutated keys and values, broken lines and blank lines.
+fn jsonl_text() -> impl Strategy<Value = String> {
+    let value = prop_oneof![
+        4 => (0u64..100_000).prop_map(|x| x.to_string()),
+        1 => cell().prop_map(|c| format!("{c:?}")),
+        1 => Just("null".to_string()),
+        1 => Just("[1, 2]".to_string()),
+        1 => Just("-1.5e400".to_string()),
+        1 => Just("18446744073709551616".to_string()),
+    ];
+    let key = prop_oneof![
+        6 => prop::sample::select(vec!["timestamp", "input_length", "output_length", "hash_ids"]).prop_map(String::from),
+        1 => "[a-z_]{1,8}",
+    ];
+    let record = prop::collection::vec((key, value), 0..5).prop_map(|kv| {
+        format!("{{{}}}", kv.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect::<Vec<_>>().join(", "))
+    });
+    let line = prop_oneof![8 => record, 1 => Just(String::new()), 1 => "[{}\\[\\]a-z0-9\",: ]{0,12}"];
+    prop::collection::vec(line, 1..10).prop_map(|lines| lines.join("\n"))
+}
+
+proptest! {
+    #![proptest_config(proptest_config(256))]
+
+    #[test]
+    fn json_lines_parse_or_fail_cleanly(text in jsonl_text(), opts in arb_options()) {
+        check(&text, &opts)?;
     }
 }
 

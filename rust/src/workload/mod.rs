@@ -1,6 +1,7 @@
 //! Workloads: the requests a simulation replays, read from trace files or generated from a seed.
 //!
-//! - [`trace`]: reading CSV traces (Vidur, Azure 2023, LMSYS) into a [`Workload`] or a [`LengthTable`];
+//! - [`trace`]: reading CSV and JSON-lines traces (Vidur, Azure 2023, BurstGPT, LMSYS, Mooncake, or named
+//!   columns) into a [`Workload`] or a [`LengthTable`];
 //! - [`arrivals`]: Poisson and Gamma arrival processes for length-only traces;
 //! - `build`: [`Workload::from_lengths`] and [`Workload::from_types`], seeded generators;
 //! - `ops`: [`Workload::validate`], [`Workload::from_specs`], truncation and rate rescaling;
@@ -14,7 +15,9 @@ pub mod trace;
 
 pub use arrivals::ArrivalProcess;
 pub use model_len::{LengthOutcome, ModelLen, OverLength, ServedWorkload};
-pub use trace::{LengthTable, TraceData, TraceFormat, TraceOptions, detect_format, parse_trace, read_trace_file};
+pub use trace::{
+    ColumnMap, LengthTable, TimeUnit, TraceData, TraceFormat, TraceOptions, detect_format, parse_trace, read_trace_file,
+};
 
 /// Most requests one workload may hold (2^26 = 67,108,864). Generators allocate per request up front (about
 /// 100 bytes each across the workload and a simulation's records), so a larger `num_requests` is refused with

@@ -1,38 +1,55 @@
-//! Reading request traces from CSV text, with the format detected from the header.
+//! Reading request traces (CSV or JSON lines), with the format detected from the content.
 //!
-//! Four formats are recognised by their column names (ASCII case-insensitive, any order, extra columns ignored):
+//! CSV formats are recognised by their column names (ASCII case-insensitive, any order, extra columns ignored);
+//! a file whose first non-blank line opens a JSON object is read as JSON lines:
 //!
-//! | format | required columns | result |
+//! | format | required columns / keys | result |
 //! |---|---|---|
 //! | [`TraceFormat::VidurReplay`] | `arrived_at,num_prefill_tokens,num_decode_tokens` | [`TraceData::Timed`] |
 //! | [`TraceFormat::Azure2023`] | `TIMESTAMP,ContextTokens,GeneratedTokens` | [`TraceData::Timed`] |
+//! | [`TraceFormat::BurstGpt`] | `Timestamp,Request tokens,Response tokens` (`Model`, `Log Type` to filter) | [`TraceData::Timed`] |
 //! | [`TraceFormat::VidurLengths`] | `num_prefill_tokens,num_decode_tokens` | [`TraceData::Lengths`] |
 //! | [`TraceFormat::LmsysWords`] | `question_length,answer_length` | [`TraceData::Lengths`] |
+//! | [`TraceFormat::Mooncake`] | JSON lines with `timestamp` (ms), `input_length`, `output_length` | [`TraceData::Timed`] |
+//! | [`TraceFormat::Custom`] | the columns or keys a [`ColumnMap`] names | either |
 //!
-//! Vidur's `arrived_at` is read as seconds and shifted so the first row arrives at 0 (with a warning when it did
-//! not already); Azure's wall-clock `TIMESTAMP` becomes seconds since the first
-//! row's timestamp. Rows must already be sorted by arrival: a timestamp earlier than the row before it is an
-//! error, never silently re-sorted. Zero lengths are clamped to 1 with one aggregated warning per column.
+//! Numeric arrivals (Vidur's and BurstGPT's seconds, Mooncake's milliseconds) are shifted so the first row
+//! arrives at 0 (with a warning when it did not already); Azure's wall-clock `TIMESTAMP` becomes seconds since
+//! the first row's timestamp. Rows must already be sorted by arrival: a timestamp earlier than the row before it
+//! is an error, never silently re-sorted. Zero lengths are clamped to 1 with one aggregated warning per column,
+//! except BurstGPT's zero `Response tokens` (failed requests), whose rows are dropped with a warning counting
+//! them. A quoted number may hold thousands separators (`"1,000"`), which are removed; a comma anywhere else in
+//! a number is an error.
 //!
-//! The reader is deliberately small: comma-separated, one record per line (`\n` or `\r\n`), an optional UTF-8
-//! BOM, whitespace and one pair of double quotes around a cell tolerated, no quoted commas. Blank lines before
-//! the header and after the last row are ignored; a blank line between rows is an error.
+//! CSV is read as RFC 4180 by the `csv` crate: quoted fields (with commas, doubled quotes `""` or line breaks),
+//! quoted headers, `\n`, `\r\n` or `\r` line ends, an optional UTF-8 BOM; whitespace and one pair of double
+//! quotes around a cell are trimmed. Blank lines before the header and after the last row are ignored; a blank
+//! line between rows is an error. Every error names the line (of the record's start), the column or key and the
+//! format, and quotes at most a short excerpt of the input.
 
+mod columns;
+mod csv_rows;
 mod fields;
+mod filter;
 mod header;
+mod jsonl;
+mod rows;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_formats;
 
 use std::path::Path;
 
-use super::{RequestSpec, Workload};
+#[cfg(test)]
+use super::RequestSpec;
+use super::Workload;
 use crate::error::{Error, Result, check_positive};
-use fields::{clean, parse_count, parse_seconds, parse_timestamp, too_large};
+pub use columns::{ColumnMap, TimeUnit};
 pub use header::{TraceFormat, detect_format};
-use header::{layout, relocate};
 
 /// Options for reading a trace.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TraceOptions {
     /// Tokens per word for word-count columns; each length becomes `round(words × words_to_tokens)` (half away
     /// from zero). The default 1.0 keeps word counts as they are. Applies to [`TraceFormat::LmsysWords`], and to
@@ -41,11 +58,19 @@ pub struct TraceOptions {
     /// Treat the length columns of any format as word counts (for example the bundled `lmsys_chat_1m_20k.csv`,
     /// whose Vidur-style `num_*_tokens` columns hold whitespace word counts).
     pub lengths_are_words: bool,
+    /// Keep only the rows whose `Model` is this (BurstGPT, e.g. `ChatGPT` or `GPT-4`; ASCII case-insensitive).
+    /// Any other format is refused with [`Error::InvalidConfig`].
+    pub model: Option<String>,
+    /// Keep only the rows whose `Log Type` is this (BurstGPT: `Conversation log` or `API log`; ASCII
+    /// case-insensitive, the trailing ` log` optional: `api`). Any other format is refused.
+    pub log_type: Option<String>,
+    /// Read these columns (CSV) or keys (JSON lines) instead of detecting the format.
+    pub columns: Option<ColumnMap>,
 }
 
 impl Default for TraceOptions {
     fn default() -> Self {
-        TraceOptions { words_to_tokens: 1.0, lengths_are_words: false }
+        TraceOptions { words_to_tokens: 1.0, lengths_are_words: false, model: None, log_type: None, columns: None }
     }
 }
 
@@ -121,133 +146,17 @@ impl TraceData {
     }
 }
 
-/// Parses CSV text into a workload or a length table; see the module docs for the formats and rules.
+/// Parses trace text (CSV or JSON lines) into a workload or a length table; see the module docs for the formats
+/// and rules.
 pub fn parse_trace(text: &str, opts: &TraceOptions) -> Result<TraceData> {
     check_positive("words_to_tokens", opts.words_to_tokens)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text.split('\n').enumerate().map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)));
-    let (header_line, header) = loop {
-        match lines.next() {
-            None => return Err(Error::trace("the trace is empty: no header line and no rows")),
-            Some((_, l)) if l.trim().is_empty() => continue,
-            Some(found) => break found,
-        }
-    };
-    let layout = layout(header).map_err(|e| relocate(e, header_line))?;
-    let timed = layout.format.is_timed();
-    let factor = (layout.format.holds_word_counts() || opts.lengths_are_words).then_some(opts.words_to_tokens);
-    let scale = factor.filter(|&f| f != 1.0);
-    let first_len = usize::from(timed);
-    let at = |line: usize, role: usize| format!("line {line}, column \"{}\"", layout.names[role]);
-
-    let mut arrivals: Vec<f64> = Vec::new();
-    let (mut prompt, mut output) = (Vec::new(), Vec::new());
-    let mut zeros = [0usize; 2];
-    let mut first_stamp: Option<(i64, f64)> = None;
-    let mut previous: Option<(usize, &str, f64)> = None;
-    let mut blank_since: Option<usize> = None;
-    let mut cells = [""; 3];
-    for (n, line) in lines {
-        if line.trim().is_empty() {
-            blank_since.get_or_insert(n);
-            continue;
-        }
-        if let Some(b) = blank_since {
-            return Err(Error::trace_at(format!("line {b}"), format!("blank line between rows (line {n} has data)")));
-        }
-        let mut width = 0;
-        for (i, cell) in line.split(',').enumerate() {
-            width += 1;
-            if let Some(role) = layout.index.iter().position(|&c| c == i) {
-                cells[role] = clean(cell);
-            }
-        }
-        if width != layout.width {
-            let w = layout.width;
-            return Err(Error::trace_at(
-                format!("line {n}"),
-                format!("wrong number of fields: expected {w} as in the header (line {header_line}), found {width}"),
-            ));
-        }
-        if timed {
-            let raw = cells[0];
-            let arrival = if layout.format == TraceFormat::Azure2023 {
-                let (secs, frac) = parse_timestamp(raw).map_err(|r| Error::trace_at(at(n, 0), r))?;
-                let (s0, f0) = *first_stamp.get_or_insert((secs, frac));
-                (secs - s0) as f64 + (frac - f0)
-            } else {
-                parse_seconds(raw).map_err(|r| Error::trace_at(at(n, 0), r))?
-            };
-            if let Some((pn, praw, parrival)) = previous {
-                if arrival < parrival {
-                    return Err(Error::trace_at(
-                        at(n, 0),
-                        format!(
-                            "timestamps go backwards: \"{}\" on line {n} is earlier than \"{}\" on line \
-                             {pn}; the trace must be sorted by arrival time",
-                            fields::excerpt(raw),
-                            fields::excerpt(praw)
-                        ),
-                    ));
-                }
-            }
-            previous = Some((n, raw, arrival));
-            arrivals.push(arrival);
-        }
-        for (k, column) in [&mut prompt, &mut output].into_iter().enumerate() {
-            let role = first_len + k;
-            let raw = cells[role];
-            let count = parse_count(raw).map_err(|r| Error::trace_at(at(n, role), r))?;
-            let scaled = scale.map_or(count as f64, |f| (count as f64 * f).round());
-            if scaled > f64::from(u32::MAX) {
-                let after = scale.map(|f| format!(" (after scaling by {f})")).unwrap_or_default();
-                return Err(Error::trace_at(at(n, role), too_large(raw) + &after));
-            }
-            let value = scaled as u32;
-            if value == 0 {
-                zeros[k] += 1;
-            }
-            column.push(value.max(1));
-        }
+    let first_line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    if first_line.trim_start().starts_with('{') {
+        jsonl::read_jsonl(text, opts)
+    } else {
+        csv_rows::read_csv(text, opts)
     }
-    if prompt.is_empty() {
-        return Err(Error::trace_at(format!("line {header_line}"), "the trace has a header but no data rows"));
-    }
-
-    let mut warnings = Vec::new();
-    for (k, &z) in zeros.iter().enumerate() {
-        if z > 0 {
-            let rows = if z == 1 { "row" } else { "rows" };
-            let after = scale.map(|f| format!(" after scaling by {f}")).unwrap_or_default();
-            warnings.push(format!("{z} {rows} had {} = 0{after}; clamped to 1", layout.names[first_len + k]));
-        }
-    }
-    if !timed {
-        return Ok(TraceData::Lengths(LengthTable { prompt, output, warnings }));
-    }
-    // Arrivals are seconds since the first row (Azure's timestamps are converted so already). Absolute times such
-    // as epoch seconds would otherwise run the whole simulation near 1e9..1e15 s, where an f64 cannot resolve an
-    // iteration (latencies and TTFT round to 0): shift them, and say so.
-    if let Some(&first) = arrivals.first().filter(|&&a| a > 0.0) {
-        for a in &mut arrivals {
-            *a -= first;
-        }
-        warnings.push(format!(
-            "arrival times shifted by -{first} s so that the first request arrives at 0 (the trace's \"{}\" \
-             column starts at {first})",
-            layout.names[0]
-        ));
-    }
-    let requests = (0..prompt.len())
-        .map(|i| RequestSpec {
-            id: i as u64,
-            arrival: arrivals[i],
-            prompt_len: prompt[i],
-            output_len: output[i],
-            type_id: None,
-        })
-        .collect();
-    Ok(TraceData::Timed(Workload { requests, warnings }))
 }
 
 /// Reads and parses a trace file; errors name the path.

@@ -2,15 +2,19 @@
 //!
 //! Each parser returns the reason as a plain `String` on failure; the caller adds the line and column.
 
+use std::borrow::Cow;
+
+use super::columns::TimeUnit;
+
 /// Longest excerpt of input quoted in an error message, in characters.
 pub(crate) const MAX_QUOTED_CHARS: usize = 60;
 
 /// `raw` for an error message: whole when short, else its first [`MAX_QUOTED_CHARS`] characters, an ellipsis
 /// and its size, so a message never grows with the input (a CR-only file is one huge "line").
-pub(crate) fn excerpt(raw: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn excerpt(raw: &str) -> Cow<'_, str> {
     match raw.char_indices().nth(MAX_QUOTED_CHARS) {
-        None => std::borrow::Cow::Borrowed(raw),
-        Some((cut, _)) => std::borrow::Cow::Owned(format!("{}… ({} bytes)", &raw[..cut], raw.len())),
+        None => Cow::Borrowed(raw),
+        Some((cut, _)) => Cow::Owned(format!("{}… ({} bytes)", &raw[..cut], raw.len())),
     }
 }
 
@@ -20,12 +24,40 @@ pub(super) fn clean(cell: &str) -> &str {
     t.strip_prefix('"').and_then(|s| s.strip_suffix('"')).map_or(t, str::trim)
 }
 
-/// A non-negative whole number, written as an integer (`12`) or an integral float (`12.0`, `1.2e1`).
+/// `raw` without thousands separators: `1,234,567` becomes `1234567`. Commas must group the integer digits by
+/// three (`1,000`, `12,345.5`); any other comma (`1,00`, `,5`, `1,,000`) is an error quoting the value. Only a
+/// quoted CSV field can hold a comma (`"1,000"`); unquoted, the comma separates fields.
+pub(super) fn strip_thousands(raw: &str) -> Result<Cow<'_, str>, String> {
+    if !raw.contains(',') {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let unsigned = raw.strip_prefix(['+', '-']).unwrap_or(raw);
+    let int_end = unsigned.find(['.', 'e', 'E']).unwrap_or(unsigned.len());
+    let (int_part, rest) = unsigned.split_at(int_end);
+    let mut groups = int_part.split(',');
+    let first = groups.next().unwrap_or_default();
+    let well_grouped = (1..=3).contains(&first.len())
+        && first.bytes().all(|b| b.is_ascii_digit())
+        && groups.all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit()))
+        && !rest.contains(',');
+    if !well_grouped {
+        return Err(format!(
+            "misplaced comma in \"{}\": a number may contain commas only as thousands separators (1,000 or \
+             12,345,678)",
+            excerpt(raw)
+        ));
+    }
+    Ok(Cow::Owned(raw.replace(',', "")))
+}
+
+/// A non-negative whole number, written as an integer (`12`) or an integral float (`12.0`, `1.2e1`), optionally
+/// with thousands separators (`1,000`).
 pub(super) fn parse_count(raw: &str) -> Result<u64, String> {
     let shown = excerpt(raw);
     if raw.is_empty() {
         return Err("empty value; expected a whole number of tokens".into());
     }
+    let raw = &*strip_thousands(raw)?;
     if let Ok(v) = raw.parse::<u64>() {
         return Ok(v);
     }
@@ -51,12 +83,14 @@ pub(super) fn too_large(raw: &str) -> String {
     format!("value too large: found \"{shown}\"; token counts must be at most {}", u32::MAX)
 }
 
-/// A finite, non-negative number of seconds (Vidur's `arrived_at`).
-pub(super) fn parse_seconds(raw: &str) -> Result<f64, String> {
+/// A finite, non-negative arrival time in `unit`s (Vidur's `arrived_at` in seconds, Mooncake's `timestamp` in
+/// milliseconds), thousands separators allowed; returned in the same unit.
+pub(super) fn parse_arrival(raw: &str, unit: TimeUnit) -> Result<f64, String> {
     let shown = excerpt(raw);
     if raw.is_empty() {
-        return Err("empty value; expected an arrival time in seconds".into());
+        return Err(format!("empty value; expected an arrival time in {}", unit.long_name()));
     }
+    let raw = &*strip_thousands(raw)?;
     let v: f64 = raw.parse().map_err(|_| format!("not a number: found \"{shown}\""))?;
     if !v.is_finite() {
         return Err(format!("not a finite number: found \"{shown}\""));
@@ -161,6 +195,21 @@ mod tests {
         assert!(parse_count("abc").unwrap_err().contains("not a number"));
         assert!(parse_count("").unwrap_err().contains("empty"));
         assert_eq!(clean("  \"7\" "), "7");
+    }
+
+    #[test]
+    fn thousands_separators_are_stripped_only_where_they_group_by_three() {
+        assert_eq!(parse_count("1,000"), Ok(1000));
+        assert_eq!(parse_count("12,345,678"), Ok(12_345_678));
+        assert_eq!(parse_count("1,000.0"), Ok(1000));
+        assert_eq!(parse_arrival("1,234.5", TimeUnit::Seconds), Ok(1234.5));
+        assert_eq!(parse_arrival("+1,234", TimeUnit::Milliseconds), Ok(1234.0));
+        for bad in ["1,00", ",100", "1,,000", "1000,000", "1,000,00", "1.000,5", "1,", "a,bcd", "1,000e1,000"] {
+            let err = parse_count(bad).unwrap_err();
+            assert!(err.contains("misplaced comma") && err.contains(bad), "{bad}: {err}");
+        }
+        assert!(parse_arrival("-1,000", TimeUnit::Seconds).unwrap_err().contains("negative"));
+        assert!(parse_arrival("", TimeUnit::Milliseconds).unwrap_err().contains("milliseconds"));
     }
 
     #[test]

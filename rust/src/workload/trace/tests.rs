@@ -314,14 +314,20 @@ fn vidur_absolute_timestamps_are_shifted_to_start_at_zero() {
 #[test]
 fn error_messages_quote_a_bounded_excerpt_of_the_input() {
     let opts = TraceOptions::default();
-    // A CR-only file is one "line": the header check used to quote all of it.
+    // Bare CR line ends are line ends (RFC 4180 readers accept them): a CR-only file reads row by row, and an
+    // error in it names its line.
     let mut cr_only = String::from("arrived_at,num_prefill_tokens,num_decode_tokens");
     for i in 0..20_000 {
         cr_only.push_str(&format!("\r{i},10,5"));
     }
+    assert_eq!(parse(&cr_only).unwrap().len(), 20_000);
+    cr_only.push_str("\r20000,x,5");
+    assert_trace_err(&cr_only, Some("line 20002, column \"num_prefill_tokens\""), &["not a number"]);
+    // One huge line (20,000 fields) quoted back in an error.
+    let huge_row = format!("arrived_at,num_prefill_tokens,num_decode_tokens\n{}\n", "1,".repeat(20_000));
     let huge_cell = format!("arrived_at,num_prefill_tokens,num_decode_tokens\n0,{},5\n", "9".repeat(5_000_000));
     let huge_header = format!("{},b\n1,2\n", "x".repeat(5_000_000));
-    for text in [cr_only, huge_cell, huge_header] {
+    for text in [huge_row, huge_cell, huge_header] {
         let err = parse_trace(&text, &opts).unwrap_err().to_string();
         assert!(err.len() < 2_000, "{} bytes: {}", err.len(), &err[..200]);
     }
