@@ -35,7 +35,7 @@ import random
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import fluidsched
@@ -53,7 +53,7 @@ TARGET_RUNNING = 256
 #: Per-request reservations sized to this workload's longest request (the engine's ``max_model_len`` here), so
 #: that the reserving policies can hold the whole running set, as the others do.
 #: Sarathi's and vLLM v0's own token budgets are set to the shared one, as in ``tests/test_policies_step_api.py``.
-POLICY_OPTIONS: dict[str, dict[str, bool | int | float | str]] = {
+POLICY_OPTIONS: dict[str, dict[str, bool | int | float | str | Sequence[float]]] = {
     "sarathi": {"token_budget": MAX_NUM_BATCHED_TOKENS},
     "vllm-v0": {"max_tokens_in_batch": MAX_NUM_BATCHED_TOKENS},
     "orca": {"max_tokens": PROMPT_LENS[1] + OUTPUT_LENS[1]},
