@@ -1,6 +1,6 @@
 """Cost of one scheduling step through Python: ``schedule()`` + ``complete_step()`` + reading what they decided.
 
-Run with ``python bench/step_overhead.py`` (after ``make build-dev``; about 30 s), or ``--quick`` for a smoke run.
+Run with ``python bench/step_overhead.py`` (after ``make build-dev``; about 20 s), or ``--quick`` for a smoke run.
 
 For every policy in ``POLICY_NAMES`` and every size (64, 256, 512 running x 1,000, 10,000 waiting) a
 :class:`fluidsched.Scheduler` is held in steady state: ``max_num_seqs`` is the running size, memory never binds,
