@@ -10,6 +10,7 @@ exactly the tuples' columns, and nothing a reader does to them can change what t
 from __future__ import annotations
 
 import gc
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -175,3 +176,17 @@ def test_empty_step_has_empty_views() -> None:
     for view in (step.scheduled, step.preempted, step.admitted, outcome.emitted, outcome.finished):
         assert view == ()
     assert bool(outcome)  # a StepOutcome stays truthy when nothing was emitted
+
+
+def test_threads_reading_one_step_get_one_object() -> None:
+    s = fluidsched.Scheduler("vllm", num_blocks=256, block_size=4)
+    for rid in range(32):
+        s.add_request(rid, 3, 4)
+    steps = []
+    for _ in range(20):
+        steps.append(s.schedule())
+        s.complete_step()
+    names = ("scheduled", "request_ids", "num_tokens", "is_prefill", "admitted")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        seen = list(pool.map(lambda _: [id(getattr(step, n)) for step in steps for n in names], range(8)))
+    assert all(ids == seen[0] for ids in seen)

@@ -9,6 +9,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyTuple};
 
+use crate::errors::internal_error;
+
 /// A numpy element type the columns are exported as (native byte order, as the bytes are written).
 #[derive(Clone, Copy)]
 enum Dtype {
@@ -66,12 +68,20 @@ fn bool_array(py: Python<'_>, values: &[bool]) -> PyResult<Py<PyAny>> {
 }
 
 /// The cached value of `cell`, built by `build` on first access.
+///
+/// Not `get_or_try_init`, which releases and re-takes the GIL around a first initialisation (about as long as
+/// building a short column): threads that race here each build the same value and all return the one stored.
 fn cached<'py>(
     py: Python<'py>,
     cell: &PyOnceLock<Py<PyAny>>,
     build: impl FnOnce() -> PyResult<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    Ok(cell.get_or_try_init(py, build)?.bind(py).clone())
+    if cell.get(py).is_none() {
+        // A racing thread's value stays; this one is dropped.
+        let _ = cell.set(py, build()?);
+    }
+    let value = cell.get(py).ok_or_else(|| internal_error("step view cache empty after it was set".into()))?;
+    Ok(value.bind(py).clone())
 }
 
 /// A tuple of Python ints.
