@@ -59,9 +59,9 @@ def test_step_round_trip(benchmark: BenchmarkFixture) -> None:
     assert len(step.scheduled) == BATCH + 1
     assert step.num_decode_seqs == BATCH
     assert step.scheduled[-1] == (rid, 1, True)
-    assert step.admitted == [rid]
+    assert step.admitted == (rid,)
     assert len(outcome.emitted) == BATCH + 1
-    assert outcome.finished == [rid]
+    assert outcome.finished == (rid,)
     assert s.num_running == BATCH
     assert s.num_waiting == 0
     rounds = next_id - BATCH

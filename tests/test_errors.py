@@ -389,7 +389,7 @@ def test_failed_calls_change_nothing() -> None:
     check_raises(lambda: s.complete_step(finished=[1, 42]), UnknownRequestError, "42")
     check_raises(lambda: s.abort_request(1), InvalidStateError)
     assert s.get_request(1)["num_computed_tokens"] == 0
-    assert s.complete_step().emitted == [(1, 1)]
+    assert s.complete_step().emitted == ((1, 1),)
     check_raises(lambda: s.add_request(1, 2), DuplicateRequestError, "duplicate request id 1")
     check_raises(lambda: s.add_request(2, 17), InvalidRequestError, "request 2")
     assert (s.num_waiting, s.num_running, s.num_used_blocks) == (0, 1, 2)

@@ -155,7 +155,7 @@ def test_numpy_integers_are_accepted_wherever_ints_are() -> None:
     assert r.summary()["num_finished"] == 3
     s = fluidsched.Scheduler("vllm", num_blocks=np.int64(100), block_size=np.int32(16))
     s.add_request(np.uint64(1), prompt_len=np.int32(5), output_len=np.int64(2))
-    assert s.schedule().scheduled == [(1, 5, True)]
+    assert s.schedule().scheduled == ((1, 5, True),)
     s2 = fluidsched.Scheduler("sarathi", policy_options={"token_budget": np.int64(256)})
     assert s2.policy == "sarathi"
 

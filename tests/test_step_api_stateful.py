@@ -244,8 +244,8 @@ class StepApiMachine(RuleBasedStateMachine):
                 s.complete_step(finished=[*finished, UNKNOWN_ID])
         outcome = s.complete_step(finished=list(finished))
         emitted, done = m.complete(list(finished))
-        assert outcome.emitted == emitted
-        assert outcome.finished == done
+        assert outcome.emitted == tuple(emitted)
+        assert outcome.finished == tuple(done)
         self.check_outcome(outcome, step, finished, running_before)
         if full_check:
             self.check_state()
@@ -259,9 +259,9 @@ class StepApiMachine(RuleBasedStateMachine):
         preempted_waiting: set[int],
     ) -> None:
         # Exact prediction by the model.
-        assert step.scheduled == expected.scheduled
-        assert step.preempted == expected.preempted
-        assert step.admitted == expected.admitted
+        assert step.scheduled == tuple(expected.scheduled)
+        assert step.preempted == tuple(expected.preempted)
+        assert step.admitted == tuple(expected.admitted)
         assert step.num_batched_tokens == expected.num_batched_tokens
         assert step.num_prefill_tokens == expected.num_prefill_tokens
         assert step.num_decode_seqs == expected.num_decode_seqs
@@ -274,18 +274,18 @@ class StepApiMachine(RuleBasedStateMachine):
         assert all(n >= 1 for _, n, _ in step.scheduled)
         assert all(prefill for _, n, prefill in step.scheduled if n > 1), "a decode computes one token"
         # Preemption takes the newest running requests, newest first, and blocks admission for the step.
-        assert step.preempted == running_before[::-1][: len(step.preempted)]
+        assert step.preempted == tuple(running_before[::-1][: len(step.preempted)])
         assert not set(step.preempted) & set(ids)
         if step.preempted:
-            assert step.admitted == []
+            assert step.admitted == ()
         # Running requests come first (in admission order), then the admissions.
         continuing = [rid for rid in ids if rid not in step.admitted]
-        assert ids == continuing + step.admitted
+        assert ids == continuing + list(step.admitted)
         assert continuing == [rid for rid in running_before if rid in continuing]
         assert set(continuing) <= set(running_before)
         # FCFS: preempted requests are re-admitted before any fresh request ...
         fresh = [rid for rid in step.admitted if not self.lives[rid].ever_admitted]
-        assert step.admitted == [rid for rid in step.admitted if rid not in fresh] + fresh
+        assert list(step.admitted) == [rid for rid in step.admitted if rid not in fresh] + fresh
         if fresh:
             assert preempted_waiting <= set(step.admitted), "a fresh request overtook a preempted one"
         for rid in step.admitted:
@@ -326,7 +326,7 @@ class StepApiMachine(RuleBasedStateMachine):
             if life.output_len is not None:
                 assert life.last_output < life.output_len, f"request {rid} produced all its output but is held"
         # The running list after the step: survivors in order, then the admissions, less what finished.
-        survivors = [rid for rid in running_before if rid not in step.preempted] + step.admitted
+        survivors = [rid for rid in running_before if rid not in step.preempted] + list(step.admitted)
         assert self.s.running_ids == [rid for rid in survivors if rid not in outcome.finished]
 
     # ------------------------------------------------------------------------------------------- invariants
@@ -451,14 +451,14 @@ def test_readme_example() -> None:
     s = fluidsched.Scheduler("vllm", num_blocks=1000, block_size=16)
     s.add_request(1, prompt_len=300)
     step = s.schedule(now=0.0)
-    assert step.scheduled == [(1, 300, True)]
-    assert step.admitted == [1]
+    assert step.scheduled == ((1, 300, True),)
+    assert step.admitted == (1,)
     assert s.num_used_blocks == ceil_div(300, 16)
     out = s.complete_step()
-    assert out.emitted == [(1, 1)]
-    assert out.finished == []
-    assert s.schedule(now=1.0).scheduled == [(1, 1, False)]
-    assert s.complete_step(finished=[1]).finished == [1]
+    assert out.emitted == ((1, 1),)
+    assert out.finished == ()
+    assert s.schedule(now=1.0).scheduled == ((1, 1, False),)
+    assert s.complete_step(finished=[1]).finished == (1,)
     assert s.num_unfinished == 0
     assert s.num_used_blocks == 0
 
@@ -466,13 +466,13 @@ def test_readme_example() -> None:
 def test_an_output_of_d_tokens_takes_d_iterations() -> None:
     s = fluidsched.Scheduler("vllm", num_blocks=64, block_size=4)
     s.add_request(7, prompt_len=10, output_len=5)
-    emitted = []
+    emitted: list[tuple[int, int]] = []
     for i in range(5):
         step = s.schedule(now=float(i))
-        assert step.scheduled == [(7, 10 if i == 0 else 1, i == 0)]
+        assert step.scheduled == ((7, 10 if i == 0 else 1, i == 0),)
         out = s.complete_step()
         emitted += out.emitted
-        assert out.finished == ([7] if i == 4 else [])
+        assert out.finished == ((7,) if i == 4 else ())
     assert emitted == [(7, k) for k in range(1, 6)]
     assert s.num_unfinished == 0
 
@@ -482,13 +482,13 @@ def test_preempted_request_goes_back_to_the_head_of_the_queue() -> None:
     s = fluidsched.Scheduler("vllm", num_blocks=4, block_size=2, watermark=0.0)
     s.add_request(1, prompt_len=4)
     s.add_request(2, prompt_len=4)
-    assert s.schedule().admitted == [1, 2]
+    assert s.schedule().admitted == (1, 2)
     s.complete_step()
     assert s.num_free_blocks == 0
     s.add_request(3, prompt_len=1)
     # Request 1's 5th token needs a third block: the newest running request (2) is preempted; nothing is admitted.
     step = s.schedule()
-    assert (step.preempted, step.scheduled, step.admitted) == ([2], [(1, 1, False)], [])
+    assert (step.preempted, step.scheduled, step.admitted) == ((2,), ((1, 1, False),), ())
     s.complete_step()
     view = s.get_request(2)
     assert (view["state"], view["num_preemptions"], view["num_computed_tokens"], view["num_blocks"]) == (
@@ -501,12 +501,12 @@ def test_preempted_request_goes_back_to_the_head_of_the_queue() -> None:
     # Head-of-line blocking: 2's re-prefill (5 tokens, 3 blocks) does not fit the free block, and 3 (which would
     # fit) waits behind it.
     step = s.schedule()
-    assert (step.scheduled, step.admitted) == ([(1, 1, False)], [])
+    assert (step.scheduled, step.admitted) == (((1, 1, False),), ())
     s.complete_step(finished=[1])
     step = s.schedule()
-    assert step.admitted == [2, 3]
-    assert step.scheduled == [(2, 5, True), (3, 1, True)]
-    assert s.complete_step().emitted == [(2, 2), (3, 1)]
+    assert step.admitted == (2, 3)
+    assert step.scheduled == ((2, 5, True), (3, 1, True))
+    assert s.complete_step().emitted == ((2, 2), (3, 1))
 
 
 @given(prompt_len=st.integers(1, 200), chunk=st.integers(1, 64))
@@ -520,7 +520,7 @@ def test_chunked_prefill_splits_by_the_token_budget(prompt_len: int, chunk: int)
         assert (rid, prefill) == (0, True)
         chunks.append(n)
         done += n
-        assert s.complete_step().emitted == ([(0, 1)] if done == prompt_len else [])
+        assert s.complete_step().emitted == (((0, 1),) if done == prompt_len else ())
         assert s.get_request(0)["num_blocks"] == ceil_div(done, 4)
     assert chunks == [chunk] * (prompt_len // chunk) + ([prompt_len % chunk] if prompt_len % chunk else [])
 
@@ -531,7 +531,7 @@ def test_max_num_seqs_caps_the_running_requests(max_num_seqs: int, num_requests:
     for i in range(num_requests):
         s.add_request(i, prompt_len=3, output_len=3)
     step = s.schedule()
-    assert step.admitted == list(range(min(max_num_seqs, num_requests)))
+    assert step.admitted == tuple(range(min(max_num_seqs, num_requests)))
     s.complete_step()
     assert s.num_running == min(max_num_seqs, num_requests)
     assert s.num_waiting == num_requests - s.num_running
@@ -544,11 +544,11 @@ def test_watermark_blocks_admission_but_not_running_requests() -> None:
     s.add_request(0, prompt_len=7)  # 7 + 2 <= 10: admitted
     s.add_request(1, prompt_len=2)  # 2 + 2 > 3 free: blocked by the watermark
     step = s.schedule()
-    assert step.admitted == [0]
+    assert step.admitted == (0,)
     s.complete_step()
     # The running request keeps growing into the watermark (it is not admission).
     for _ in range(3):
-        assert s.schedule().scheduled == [(0, 1, False)]
+        assert s.schedule().scheduled == ((0, 1, False),)
         s.complete_step()
     assert s.num_free_blocks == 0
     assert s.num_waiting == 1
@@ -561,20 +561,20 @@ def test_several_preempted_requests_requeue_in_admission_order() -> None:
     s = fluidsched.Scheduler("vllm", num_blocks=4, block_size=1, watermark=0.0)
     for rid in (1, 2, 3, 4):
         s.add_request(rid, prompt_len=1)
-    assert s.schedule().admitted == [1, 2, 3, 4]
+    assert s.schedule().admitted == (1, 2, 3, 4)
     s.complete_step()
     step = s.schedule()
     # 1 takes 4's block, 2 takes 3's: the newest go first, and no admission follows.
-    assert step.preempted == [4, 3]
-    assert step.scheduled == [(1, 1, False), (2, 1, False)]
+    assert step.preempted == (4, 3)
+    assert step.scheduled == ((1, 1, False), (2, 1, False))
     s.complete_step()
     s.abort_request(1)
     s.abort_request(2)
     s.add_request(5, prompt_len=1)
     step = s.schedule()
     # Both go back to the head of the queue, ahead of 5, and keep their admission order (3 before 4).
-    assert step.admitted == [3, 4]
-    assert step.scheduled == [(3, 2, True), (4, 2, True)]
+    assert step.admitted == (3, 4)
+    assert step.scheduled == ((3, 2, True), (4, 2, True))
 
 
 def test_unchunked_prefill_waits_for_budget_while_later_requests_run() -> None:
@@ -583,20 +583,20 @@ def test_unchunked_prefill_waits_for_budget_while_later_requests_run() -> None:
     )
     s.add_request(1, prompt_len=1, output_len=10)
     s.add_request(2, prompt_len=1, output_len=10)
-    assert s.schedule().scheduled == [(1, 1, True), (2, 1, True)]
+    assert s.schedule().scheduled == ((1, 1, True), (2, 1, True))
     s.complete_step()
     # A 9-token prompt is longer than the whole budget: it is chunked even without chunked prefill.
     s.add_request(3, prompt_len=9, output_len=2)
-    assert s.schedule().scheduled == [(1, 1, False), (2, 1, False), (3, 4, True)]
+    assert s.schedule().scheduled == ((1, 1, False), (2, 1, False), (3, 4, True))
     s.complete_step()
     # The 5 tokens 3 still owes fit in a budget (6) so they must run whole, but only 4 are left after the decodes:
     # 3 sits the step out, and the budget goes to the next request in line.
     s.add_request(4, prompt_len=1, output_len=10)
     step = s.schedule()
-    assert step.scheduled == [(1, 1, False), (2, 1, False), (4, 1, True)]
-    assert step.admitted == [4]
+    assert step.scheduled == ((1, 1, False), (2, 1, False), (4, 1, True))
+    assert step.admitted == (4,)
     s.complete_step()
     # Running requests after the one that sits out are still scheduled.
-    assert s.schedule().scheduled == [(1, 1, False), (2, 1, False), (4, 1, False)]
+    assert s.schedule().scheduled == ((1, 1, False), (2, 1, False), (4, 1, False))
     s.complete_step()
     assert s.get_request(3)["num_computed_tokens"] == 4

@@ -11,6 +11,7 @@ mod fluid;
 mod options;
 mod scheduler;
 mod sim;
+mod step;
 mod trace_args;
 
 /// The extension module.
@@ -22,9 +23,11 @@ mod core_module {
     #[pymodule_export]
     use crate::fluid::{PyFluidModel, py_plan};
     #[pymodule_export]
-    use crate::scheduler::{PyScheduler, PyStep, PyStepOutcome};
+    use crate::scheduler::PyScheduler;
     #[pymodule_export]
     use crate::sim::{PySimulation, PyWorkload};
+    #[pymodule_export]
+    use crate::step::{PyStep, PyStepOutcome};
 
     use pyo3::prelude::*;
 

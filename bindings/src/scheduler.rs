@@ -13,67 +13,7 @@ use pyo3::types::PyDict;
 use crate::errors::guard;
 use crate::errors::internal_error;
 use crate::options::{Int, TypeArg, ints, policy_options as policy_options_from, scheduler_config};
-
-/// One iteration's batch.
-#[pyclass(module = "fluidsched._core", name = "Step", frozen)]
-pub struct PyStep {
-    /// `(request_id, num_tokens, is_prefill)` for every request computed this step.
-    #[pyo3(get)]
-    scheduled: Vec<(u64, u32, bool)>,
-    /// Ids preempted (KV freed, back to recompute) while building the step.
-    #[pyo3(get)]
-    preempted: Vec<u64>,
-    /// Ids admitted from the waiting queue in this step.
-    #[pyo3(get)]
-    admitted: Vec<u64>,
-    /// Tokens in the step.
-    #[pyo3(get)]
-    num_batched_tokens: u32,
-    /// Prefill tokens in the step.
-    #[pyo3(get)]
-    num_prefill_tokens: u32,
-    /// Requests decoding one token.
-    #[pyo3(get)]
-    num_decode_seqs: u32,
-    /// Time the step was scheduled at.
-    #[pyo3(get)]
-    now: f64,
-}
-
-#[pymethods]
-impl PyStep {
-    fn __len__(&self) -> usize {
-        self.scheduled.len()
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "Step(now={}, requests={}, tokens={}, preempted={})",
-            self.now,
-            self.scheduled.len(),
-            self.num_batched_tokens,
-            self.preempted.len()
-        )
-    }
-}
-
-/// What `complete_step` did.
-#[pyclass(module = "fluidsched._core", name = "StepOutcome", frozen)]
-pub struct PyStepOutcome {
-    /// `(request_id, num_output_tokens)` for each request that emitted a token.
-    #[pyo3(get)]
-    emitted: Vec<(u64, u32)>,
-    /// Ids that finished (their blocks are free).
-    #[pyo3(get)]
-    finished: Vec<u64>,
-}
-
-#[pymethods]
-impl PyStepOutcome {
-    fn __repr__(&self) -> String {
-        format!("StepOutcome(emitted={}, finished={:?})", self.emitted.len(), self.finished)
-    }
-}
+use crate::step::{PyStep, PyStepOutcome};
 
 /// A policy plus KV block bookkeeping, driven once per model iteration.
 ///
@@ -195,16 +135,7 @@ impl PyScheduler {
     fn schedule(&self, now: f64) -> PyResult<PyStep> {
         guard(|| {
             let mut s = self.lock()?;
-            let step = s.schedule(now)?;
-            Ok(PyStep {
-                scheduled: step.scheduled.iter().map(|r| (r.id, r.num_tokens, r.is_prefill)).collect(),
-                preempted: step.preempted.clone(),
-                admitted: step.admitted.clone(),
-                num_batched_tokens: step.shape.num_tokens,
-                num_prefill_tokens: step.shape.num_prefill_tokens,
-                num_decode_seqs: step.shape.num_decode_seqs,
-                now: step.now,
-            })
+            Ok(PyStep::new(s.schedule(now)?))
         })
     }
 
@@ -214,8 +145,7 @@ impl PyScheduler {
         let finished = ints(finished);
         guard(|| {
             let mut s = self.lock()?;
-            let out = s.complete_step(&finished)?;
-            Ok(PyStepOutcome { emitted: out.emitted.clone(), finished: out.finished.clone() })
+            Ok(PyStepOutcome::new(s.complete_step(&finished)?))
         })
     }
 

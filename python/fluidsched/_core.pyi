@@ -66,17 +66,32 @@ def plan(
 
 @final
 class Step:
-    """One iteration's batch."""
+    """One iteration's batch (returned by ``Scheduler.schedule``).
+
+    Every attribute is built on first access and the same object is returned on every later access: the
+    per-request views are tuples, and ``request_ids``, ``num_tokens`` and ``is_prefill`` are read-only numpy
+    arrays (``flags.writeable`` is False and cannot be set) aligned with ``scheduled``, for readers that take the
+    whole batch at once (``np.asarray``, ``torch.from_numpy`` on a copy, ``.tolist()``).
+    """
 
     @property
-    def scheduled(self) -> list[tuple[int, int, bool]]:
+    def scheduled(self) -> tuple[tuple[int, int, bool], ...]:
         """``(request_id, num_tokens, is_prefill)`` for every request computed this step."""
     @property
-    def preempted(self) -> list[int]:
+    def preempted(self) -> tuple[int, ...]:
         """Ids preempted (KV freed, back to recompute) while building the step."""
     @property
-    def admitted(self) -> list[int]:
+    def admitted(self) -> tuple[int, ...]:
         """Ids admitted from the waiting queue in this step."""
+    @property
+    def request_ids(self) -> npt.NDArray[np.uint64]:
+        """The scheduled requests' ids, in ``scheduled`` order (read-only)."""
+    @property
+    def num_tokens(self) -> npt.NDArray[np.uint32]:
+        """Tokens computed per scheduled request, in ``scheduled`` order (read-only)."""
+    @property
+    def is_prefill(self) -> npt.NDArray[np.bool_]:
+        """Whether each scheduled request is in its prefill, in ``scheduled`` order (read-only)."""
     @property
     def num_batched_tokens(self) -> int:
         """Tokens in the step."""
@@ -93,14 +108,24 @@ class Step:
 
 @final
 class StepOutcome:
-    """What ``complete_step`` did."""
+    """What ``complete_step`` did.
+
+    As for :class:`Step`: built on first access, then the same object on every access; tuples, and read-only
+    numpy arrays ``request_ids`` and ``num_output_tokens`` aligned with ``emitted``.
+    """
 
     @property
-    def emitted(self) -> list[tuple[int, int]]:
+    def emitted(self) -> tuple[tuple[int, int], ...]:
         """``(request_id, num_output_tokens)`` for each request that emitted a token."""
     @property
-    def finished(self) -> list[int]:
+    def finished(self) -> tuple[int, ...]:
         """Ids that finished (their blocks are free)."""
+    @property
+    def request_ids(self) -> npt.NDArray[np.uint64]:
+        """Ids of the requests that emitted a token, in ``emitted`` order (read-only)."""
+    @property
+    def num_output_tokens(self) -> npt.NDArray[np.uint32]:
+        """Each emitting request's output tokens after this step, in ``emitted`` order (read-only)."""
 
 @final
 class AdmissionController:
