@@ -195,7 +195,7 @@ def prefill_features(c: np.ndarray, kv: np.ndarray) -> np.ndarray:
 
 
 def relative_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Minimises Σ((x·β − y)/y)²: least squares of the rows weighted by 1/y, columns scaled for conditioning."""
+    """Minimises sum(((x @ beta - y) / y) ** 2): rows weighted by 1/y, columns scaled for conditioning."""
     scale = np.abs(x).max(axis=0)
     scale[scale == 0] = 1.0
     beta, *_ = np.linalg.lstsq(x / scale / y[:, None], np.ones(len(y)), rcond=None)
@@ -252,7 +252,8 @@ def derived_attention(plan: PresetPlan, gemm_ratio: float) -> tuple[list[float],
         decode = [v * bw_ratio for v in decode]
         prefill = [v * gemm_ratio for v in prefill]
         how.append(
-            f"decode x {bw_ratio:.4f} (HBM bandwidth {HBM_GBPS[ATTENTION_SOURCE[0]]:g}/{HBM_GBPS[plan.device]:g} GB/s), "
+            f"decode x {bw_ratio:.4f} (HBM bandwidth "
+            f"{HBM_GBPS[ATTENTION_SOURCE[0]]:g}/{HBM_GBPS[plan.device]:g} GB/s), "
             f"prefill x {gemm_ratio:.4f} (measured {plan.device}/{ATTENTION_SOURCE[0]} ratio of the linear "
             "operators at 2048-4096 tokens)"
         )
@@ -262,7 +263,7 @@ def derived_attention(plan: PresetPlan, gemm_ratio: float) -> tuple[list[float],
 def gemm_ratio(device: str) -> float:
     """Median ratio ``device`` / A100 of Llama-2-7B's monotone linear-operator tables on their upper half."""
     t0, m0 = raw_linear_ops("a100", "llama2-7b")
-    t1, m1 = raw_linear_ops(device, "llama2-7b")
+    _, m1 = raw_linear_ops(device, "llama2-7b")
     upper = t0 >= t0[-1] // 2
     return float(np.median((monotone(m1) / monotone(m0))[upper]))
 
@@ -321,11 +322,15 @@ def fit_errors(
     s = attention_samples()
     d, p = s["kind"] == "decode", s["kind"] == "prefill"
     dscale, pscale = (np.array(v) for v in attention_scale)
-    measured_decode = s["ms"][d] * (decode_features(s["b"][d], s["kv"][d]) @ dscale) / (
-        decode_features(s["b"][d], s["kv"][d]) @ np.array(fitted_attention()[0])
+    measured_decode = (
+        s["ms"][d]
+        * (decode_features(s["b"][d], s["kv"][d]) @ dscale)
+        / (decode_features(s["b"][d], s["kv"][d]) @ np.array(fitted_attention()[0]))
     )
-    measured_prefill = s["ms"][p] * (prefill_features(s["c"][p], s["kv"][p]) @ pscale) / (
-        prefill_features(s["c"][p], s["kv"][p]) @ np.array(fitted_attention()[1])
+    measured_prefill = (
+        s["ms"][p]
+        * (prefill_features(s["c"][p], s["kv"][p]) @ pscale)
+        / (prefill_features(s["c"][p], s["kv"][p]) @ np.array(fitted_attention()[1]))
     )
 
     def raw_at(n: np.ndarray) -> np.ndarray:
@@ -405,8 +410,10 @@ def build(plan: PresetPlan) -> dict[str, Any]:
     ops_dir = f"data/profiling/compute/{plan.ops_from[0]}/{MODELS[plan.ops_from[1]]['vidur_dir']}/mlp.csv"
     source = f"microsoft/vidur (MIT) at {VIDUR_COMMIT}: {ops_dir}"
     if plan.ops_ratio is not None:
-        (a_dev, a_model), (b_dev, b_model) = plan.ops_ratio
-        source += f" x the per-token {b_dev}/{a_dev} ratio of the {b_model} profiles (no {plan.device} profile of this model)"
+        (a_dev, _), (b_dev, b_model) = plan.ops_ratio
+        source += (
+            f" x the per-token {b_dev}/{a_dev} ratio of the {b_model} profiles (no {plan.device} profile of this model)"
+        )
     source += f"; attention: {attention_how}"
     model_info = {k: v for k, v in model.items() if k != "vidur_dir"}
     return {
@@ -441,12 +448,88 @@ def dumps(doc: dict[str, Any]) -> str:
     return text.replace(json.dumps(marker), body) + "\n"
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Cross-check against BLIS (inference-sim/inference-sim, commit f90a1e3): its "trained-physics" step time, a roofline
+# prior with coefficients fitted to real vLLM runs (defaults.yaml `trained_physics_coefficients`, one set for every
+# model and GPU; hardware_config.json for peak FLOP/s and HBM bandwidth). The formula is re-derived here from its
+# documentation for dense models at TP=1: every term in microseconds.
+
+BLIS_BETA = (0.152128, 0.0, 1.36252915, 0.752037, 32.09546717, 4.41684444, 126.024825, 481.8613888, 0.0, 1.94710771)
+BLIS_HW = {"a100": (312.0, 2.039), "h100": (989.5, 3.35)}  # TFLOP/s peak, TB/s
+
+
+def blis_step_ms(model: dict[str, Any], device: str, prefill: list[int], decode_contexts: list[int]) -> float:
+    """BLIS's step time (ms) of full prefills of ``prefill`` tokens each plus decodes at ``decode_contexts``."""
+    tflops, tbs = BLIS_HW[device]
+    peak, bw = tflops * 1e6, tbs * 1e6  # FLOP/us, bytes/us
+    layers, d, heads, dh = model["num_layers"], model["hidden_size"], model["num_attention_heads"], model["head_dim"]
+    dkv, dff = model["num_kv_heads"] * dh, model["intermediate_size"]
+    beta = BLIS_BETA
+    t_pf = sum(prefill)
+    t_dc = len(decode_contexts)
+    ctx = sum(decode_contexts)
+    proj_ffn = 2 * d * (2 * d + 2 * dkv) + 6 * d * dff  # FLOPs per token per layer
+    pf_compute = layers * (t_pf * proj_ffn + sum(4 * heads * c * 1.5 * c * dh for c in prefill)) / peak
+    pf_kv = layers * 2 * dkv * t_pf * 2 / bw
+    dc_compute = layers * (t_dc * proj_ffn + 4 * heads * ctx * dh) / peak
+    dc_kv = layers * 2 * dkv * 2 * (ctx + t_dc) / bw
+    weight = layers * (d * (2 * d + 2 * dkv) + 3 * d * dff) * 2 / bw
+    us = (
+        (beta[0] * pf_compute + beta[8] * pf_kv if t_pf else 0.0)
+        + (beta[1] * dc_compute + beta[9] * dc_kv if t_dc else 0.0)
+        + beta[2] * weight
+        + beta[4] * layers
+        + beta[5] * (len(prefill) + t_dc)
+        + beta[6]
+    )
+    return us / 1000.0
+
+
+BLIS_BATCHES = (
+    ("decode 64 x 1024 context", [], [1024] * 64),
+    ("decode 8 x 512 context", [], [512] * 8),
+    ("prefill 2048 tokens", [2048], []),
+    ("mixed: prefill 512 + decode 64 x 1024", [512], [1024] * 64),
+)
+
+
+def blis_table() -> str:
+    """Markdown table: each preset's iteration time and BLIS's for the same batches."""
+    lines = [
+        "| preset | batch | fluidsched (ms) | BLIS trained-physics (ms) | fluidsched / BLIS |",
+        "|---|---|---|---|---|",
+    ]
+    for plan in PLANS:
+        doc = build(plan)
+        it = doc["iteration"]
+        tokens = np.array([t for t, _ in it["linear_ops_ms"]])
+        table = np.array([m for _, m in it["linear_ops_ms"]])
+        ops = (tokens, table, it["linear_ops_extrapolation_ms_per_token"])
+        for label, prefill, decodes in BLIS_BATCHES:
+            n = sum(prefill) + len(decodes)
+            per_layer = float(lookup(*ops, np.array([n]))[0])
+            if decodes:
+                per_layer += float(
+                    (decode_features(np.array([len(decodes)]), np.array([decodes[0]])) @ it["decode_attention_ms"])[0]
+                )
+            for c in prefill:
+                per_layer += float((prefill_features(np.array([c]), np.array([0])) @ it["prefill_attention_ms"])[0])
+            ms = it["num_layers"] * per_layer + it["overhead_ms"]
+            blis = blis_step_ms(MODELS[plan.model], plan.device, prefill, decodes)
+            lines.append(f"| {plan.name} | {label} | {ms:.2f} | {blis:.2f} | {ms / blis:.2f} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="write the preset files")
     mode.add_argument("--check", action="store_true", help="exit 1 if a shipped preset is out of date")
+    mode.add_argument("--blis", action="store_true", help="print the comparison with BLIS's step-time model")
     args = ap.parse_args()
+    if args.blis:
+        print(blis_table())
+        return 0
     stale = []
     for plan in PLANS:
         doc = build(plan)
@@ -455,7 +538,8 @@ def main() -> int:
         fit, kv, it = doc["fit"], doc["kv_cache"], doc["iteration"]
         lin = fit["linearization"]
         print(
-            f"{plan.name}: {len(it['linear_ops_ms'])} table points, slope {it['linear_ops_extrapolation_ms_per_token']}; "
+            f"{plan.name}: {len(it['linear_ops_ms'])} table points, "
+            f"slope {it['linear_ops_extrapolation_ms_per_token']}; "
             f"decode {it['decode_attention_ms']}, prefill {it['prefill_attention_ms']}; "
             f"KV {kv['num_blocks']} x {kv['block_size']} = {kv['num_blocks'] * kv['block_size']:,} tokens; "
             f"fit MAPE {fit['mape_percent']} % {fit['regions']} on {fit['num_points']} points; "

@@ -221,3 +221,79 @@ fn from_name_builds_and_rejects() {
     let unknown = msg(TimeModel::from_name("gpt-9", None, None));
     assert!(unknown.contains("gpt-9") && unknown.contains("linear") && unknown.contains("llama2-7b-a100"));
 }
+
+#[test]
+fn every_shipped_preset_loads_and_is_monotone() {
+    for (name, _) in preset::SHIPPED {
+        let m = TimeModel::from_name(name, None, None).unwrap();
+        assert_eq!(m.name(), name);
+        let p = profiled(&m);
+        let mut prev = 0.0;
+        for t in (1..=40_000).step_by(7) {
+            let ms = p.linear_ops_ms(t);
+            assert!(ms >= prev && ms.is_finite(), "{name}: linear ops decrease at {t} tokens");
+            prev = ms;
+        }
+        let (d0, d1) = m.linearization();
+        assert!(d0 > 0.0 && d1 > 0.0, "{name}");
+    }
+    assert!(TimeModel::names().contains(&"llama3-8b-h100"));
+}
+
+fn spec(table: Vec<(u32, f64)>) -> ProfiledSpec {
+    ProfiledSpec {
+        name: "t".into(),
+        num_layers: 2,
+        overhead_ms: 0.0,
+        token_step: 8,
+        linear_ops_ms: table,
+        linear_ops_extrapolation_ms_per_token: 0.01,
+        decode_attention_ms: [0.0; 3],
+        prefill_attention_ms: [0.0; 4],
+        block_size: 16,
+        num_blocks: 10,
+    }
+}
+
+#[test]
+fn tables_off_the_token_grid_are_clamped_interpolated_and_extrapolated() {
+    let m = ProfiledModel::new(spec(vec![(20, 1.0), (30, 2.0), (45, 2.5)])).unwrap();
+    assert_eq!(m.linear_ops_ms(1), 1.0); // 8 tokens: below the first point, clamped
+    assert_eq!(m.linear_ops_ms(16), 1.0);
+    assert!((m.linear_ops_ms(24) - 1.4).abs() < 1e-12); // between 20 and 30
+    assert!((m.linear_ops_ms(40) - (2.0 + 0.5 * 10.0 / 15.0)).abs() < 1e-12);
+    assert!((m.linear_ops_ms(48) - (2.5 + 3.0 * 0.01)).abs() < 1e-12); // past 45: the slope
+    assert!((m.linear_ops_ms(800) - (2.5 + 755.0 * 0.01)).abs() < 1e-12);
+    // An iteration is layers x per-layer, plus the overhead when there is one.
+    let mut with_overhead = spec(vec![(8, 1.0)]);
+    with_overhead.overhead_ms = 3.0;
+    let m = ProfiledModel::new(with_overhead).unwrap();
+    assert!((m.seconds(&decode_batch(1, 10)) - (3.0 + 2.0 * 1.0) / 1000.0).abs() < 1e-15);
+}
+
+#[test]
+fn bad_specs_and_files_name_the_key() {
+    let msg = |r: Result<ProfiledModel>| match r {
+        Err(Error::InvalidConfig(m)) => m,
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    };
+    assert!(msg(ProfiledModel::new(spec(vec![(8, 1.0), (16, 0.5)]))).contains("iteration.linear_ops_ms[1]"));
+    assert!(msg(ProfiledModel::new(spec(vec![(8, 1.0), (8, 1.5)]))).contains("strictly increasing"));
+    assert!(msg(ProfiledModel::new(spec(vec![]))).contains("at least one"));
+    assert!(msg(ProfiledModel::new(spec(vec![(8, 0.0)]))).contains("cannot both be 0"));
+    let mut s = spec(vec![(8, 1.0)]);
+    s.prefill_attention_ms[2] = f64::NAN;
+    assert!(msg(ProfiledModel::new(s)).contains("iteration.prefill_attention_ms[2]"));
+    let mut s = spec(vec![(u32::MAX, 1.0)]);
+    s.token_step = 1;
+    assert!(msg(ProfiledModel::new(s)).contains("token_step"));
+
+    let text = preset::SHIPPED[0].1;
+    let doc = text.replacen("\"token_step\"", "\"token_stride\"", 1);
+    let err = msg(preset::parse(&doc, "file `x.json`"));
+    assert!(err.contains("file `x.json`") && err.contains("iteration.token_step") && err.contains("missing"), "{err}");
+    let err = msg(preset::parse("[1, 2", "file `y.json`"));
+    assert!(err.contains("file `y.json`") && err.contains("not valid JSON"), "{err}");
+    let err = msg(preset::parse("[]", "file `z.json`"));
+    assert!(err.contains("root") && err.contains("object"), "{err}");
+}
