@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export VIRTUAL_ENV := $(abspath $(VENV))
 # Python packages the tests and lints need (the package's own runtime needs come from pyproject.toml).
 DEV_PACKAGES := "maturin>=1.9.4,<2" "pytest>=8" "hypothesis>=6.100" "pytest-benchmark>=4" "numpy>=1.24" \
-	"matplotlib>=3.7" "ruff>=0.6" "mypy>=1.10"
+	"matplotlib>=3.7" "ruff>=0.6" "mypy>=1.10" "scipy>=1.12"
 
 .PHONY: help
 help:  ## Show this help
@@ -16,7 +16,8 @@ help:  ## Show this help
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.dev-installed: $(BIN)/python
+# Re-run when this Makefile changes, so that a package added to DEV_PACKAGES reaches existing environments.
+$(VENV)/.dev-installed: $(BIN)/python Makefile
 	@echo "== installing the test and lint tools into $(VENV)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(DEV_PACKAGES)

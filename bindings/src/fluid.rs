@@ -12,6 +12,7 @@ use pyo3::types::PyDict;
 use crate::errors::guard;
 use crate::options::{Int, TypeArg, policy_options, scheduler_config};
 use crate::sim::PyWorkload;
+use crate::time_model::num_blocks_or_default;
 
 fn to_types(types: Vec<(u32, u32, f64)>) -> Vec<RequestType> {
     types.into_iter().map(|(prompt_len, output_len, rate)| RequestType { prompt_len, output_len, rate }).collect()
@@ -93,7 +94,7 @@ impl PyFluidModel {
 /// `workload` (types then come from its type labels, or from binning its output lengths).
 #[pyfunction(name = "plan")]
 #[pyo3(signature = (
-    *, types = None, workload = None, time_model = "llama2-7b-a100", d0 = None, d1 = None, num_blocks = Int(7424),
+    *, types = None, workload = None, time_model = "llama2-7b-a100", d0 = None, d1 = None, num_blocks = None,
     block_size = Int(16), watermark = 0.01, max_num_seqs = Int(256), max_num_batched_tokens = Int(8192), wait_options = None,
     nested_options = None
 ))]
@@ -105,7 +106,7 @@ pub fn py_plan<'py>(
     time_model: &str,
     d0: Option<f64>,
     d1: Option<f64>,
-    num_blocks: Int<u32>,
+    num_blocks: Option<Int<u32>>,
     block_size: Int<u32>,
     watermark: f64,
     max_num_seqs: Int<u32>,
@@ -114,15 +115,16 @@ pub fn py_plan<'py>(
     nested_options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let types = types.map(|t| t.into_iter().map(|(a, b, r)| (a.0, b.0, r)).collect::<Vec<_>>());
-    let num_blocks = num_blocks.0;
+    let num_blocks = num_blocks.map(|n| n.0);
     let block_size = block_size.0;
     let max_num_seqs = max_num_seqs.0;
     let max_num_batched_tokens = max_num_batched_tokens.0;
     let wait_options = policy_options(wait_options)?;
     let nested_options = policy_options(nested_options)?;
     let p = guard(|| {
-        let config = scheduler_config(num_blocks, block_size, watermark, max_num_seqs, max_num_batched_tokens, true)?;
         let tm = TimeModel::from_name(time_model, d0, d1)?;
+        let num_blocks = num_blocks_or_default(&tm, num_blocks, block_size)?;
+        let config = scheduler_config(num_blocks, block_size, watermark, max_num_seqs, max_num_batched_tokens, true)?;
         let ctx = match (types, workload.as_ref()) {
             (Some(t), None) => {
                 let types = to_types(t);

@@ -13,6 +13,7 @@ mod scheduler;
 mod sim;
 mod step;
 mod trace_args;
+mod time_model;
 
 /// The extension module.
 #[pymodule]
@@ -28,6 +29,8 @@ mod core_module {
     use crate::sim::{PySimulation, PyWorkload};
     #[pymodule_export]
     use crate::step::{PyStep, PyStepOutcome};
+    #[pymodule_export]
+    use crate::time_model::py_preset_info;
 
     use pyo3::prelude::*;
 
@@ -35,6 +38,8 @@ mod core_module {
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("MAX_NUM_BLOCKS", fluidsched_core::block_pool::MAX_NUM_BLOCKS)?;
+        let presets: Vec<&str> = fluidsched_core::time_model::preset::SHIPPED.iter().map(|(n, _)| *n).collect();
+        m.add("PRESET_NAMES", presets)?;
         m.add("POLICY_NAMES", fluidsched_core::policies::POLICY_NAMES.to_vec())?;
         let options = pyo3::types::PyDict::new(m.py());
         for &name in fluidsched_core::policies::POLICY_NAMES {

@@ -18,6 +18,7 @@ use crate::errors::guard;
 use crate::options::{
     Int, TypeArg, ints, max_model_len as max_model_len_from, policy_options as policy_options_from, scheduler_config,
 };
+use crate::time_model::num_blocks_or_default;
 use crate::trace_args::{column_map, optional_str};
 
 fn arrival_process(kind: &str, rate: f64, cv: f64) -> Result<ArrivalProcess, Error> {
@@ -246,7 +247,7 @@ impl PySimulation {
     #[new]
     #[pyo3(signature = (
         workload, policy = "vllm", *, policy_options = None, time_model = "llama2-7b-a100", d0 = None, d1 = None,
-        num_blocks = Int(7424), block_size = Int(16), watermark = 0.01, max_num_seqs = Int(256), max_num_batched_tokens = Int(8192),
+        num_blocks = None, block_size = Int(16), watermark = 0.01, max_num_seqs = Int(256), max_num_batched_tokens = Int(8192),
         enable_chunked_prefill = true, seed = Int(0), length_error = 0.0, max_model_len = None, over_length = "trim",
         drop_oversize = false
     ))]
@@ -259,7 +260,7 @@ impl PySimulation {
         time_model: &str,
         d0: Option<f64>,
         d1: Option<f64>,
-        num_blocks: Int<u32>,
+        num_blocks: Option<Int<u32>>,
         block_size: Int<u32>,
         watermark: f64,
         max_num_seqs: Int<u32>,
@@ -272,7 +273,7 @@ impl PySimulation {
         drop_oversize: bool,
     ) -> PyResult<Self> {
         let max_model_len = max_model_len_from(max_model_len)?;
-        let num_blocks = num_blocks.0;
+        let num_blocks = num_blocks.map(|n| n.0);
         let block_size = block_size.0;
         let max_num_seqs = max_num_seqs.0;
         let max_num_batched_tokens = max_num_batched_tokens.0;
@@ -280,6 +281,8 @@ impl PySimulation {
         let options = policy_options_from(policy_options)?;
         py.detach(|| {
             guard(|| {
+                let time_model = TimeModel::from_name(time_model, d0, d1)?;
+                let num_blocks = num_blocks_or_default(&time_model, num_blocks, block_size)?;
                 let scheduler = scheduler_config(
                     num_blocks,
                     block_size,
@@ -288,7 +291,6 @@ impl PySimulation {
                     max_num_batched_tokens,
                     enable_chunked_prefill,
                 )?;
-                let time_model = TimeModel::from_name(time_model, d0, d1)?;
                 let model_len = ModelLen::new(max_model_len, OverLength::from_name(over_length)?)?;
                 let config = SimConfig { scheduler, time_model, seed, length_error, model_len, drop_oversize };
                 // The policy plans with the requests it will be given: rejected ones left out, trimmed ones cut.

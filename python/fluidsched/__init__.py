@@ -35,6 +35,7 @@ from fluidsched.errors import (
     UnknownRequestError,
 )
 from fluidsched.plan import PLAN_KEYS, plan
+from fluidsched.presets import list_presets, load_preset
 from fluidsched.simulate import SUMMARY_KEYS, SimResult, load_workload, simulate
 
 __all__ = [
@@ -61,6 +62,8 @@ __all__ = [
     "Workload",
     "__version__",
     "bundled_trace",
+    "list_presets",
+    "load_preset",
     "load_workload",
     "plan",
     "simulate",

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_NUM_BLOCKS",
     "POLICY_NAMES",
     "POLICY_OPTIONS",
+    "PRESET_NAMES",
     "AdmissionController",
     "FluidModel",
     "Scheduler",
@@ -27,12 +28,20 @@ __all__ = [
     "Workload",
     "__version__",
     "plan",
+    "preset_info",
 ]
 
 __version__: Final[str]
 MAX_NUM_BLOCKS: Final[int]
 POLICY_NAMES: Final[list[str]]
 POLICY_OPTIONS: Final[dict[str, list[str]]]
+PRESET_NAMES: Final[list[str]]
+
+def preset_info(time_model: str) -> dict[str, Any]:
+    """The checked preset ``time_model`` (a shipped preset's name or a preset file's path) as the numbers the
+    simulator uses: ``name``, ``num_layers``, ``overhead_ms``, ``token_step``, ``num_table_points``,
+    ``decode_attention_ms``, ``prefill_attention_ms``, ``block_size``, ``num_blocks``, ``kv_capacity_tokens``,
+    ``linearization`` (``(d0, d1)``) and ``attention_linearization`` (``(d0, d1, d2)``)."""
 
 @final
 class FluidModel:
@@ -54,7 +63,7 @@ def plan(
     time_model: str = "llama2-7b-a100",
     d0: float | None = None,
     d1: float | None = None,
-    num_blocks: int = ...,
+    num_blocks: int | None = None,
     block_size: int = ...,
     watermark: float = 0.01,
     max_num_seqs: int = ...,
@@ -135,7 +144,7 @@ class AdmissionController:
     ``requeue``, ``on_outputs``, ``finish``) and asked once per step (``decide``). Policies: ``vllm`` (admit all:
     the engine's own rule), ``wait``, ``nested-wait``. The thresholds are planned exactly as a simulation plans
     them, from the engine's limits (``num_blocks``, ``block_size``, ``max_num_seqs``, ...), the request types or
-    length samples, and the time model (a preset name, or ``"linear"`` with ``d0``/``d1``).
+    length samples, and the time model (a preset name or file path, or ``"linear"`` with ``d0``/``d1``).
     """
 
     def __new__(
@@ -353,7 +362,7 @@ class Simulation:
         time_model: str = "llama2-7b-a100",
         d0: float | None = None,
         d1: float | None = None,
-        num_blocks: int = ...,
+        num_blocks: int | None = None,
         block_size: int = ...,
         watermark: float = 0.01,
         max_num_seqs: int = ...,
@@ -365,7 +374,9 @@ class Simulation:
         over_length: str = "trim",
         drop_oversize: bool = False,
     ) -> Simulation:
-        """``max_model_len``: most prompt + output tokens per request (``None``: unlimited); ``over_length``:
+        """``time_model``: ``"linear"`` (with ``d0``, ``d1``), a shipped preset's name (``PRESET_NAMES``) or a preset
+        file's path; ``num_blocks`` defaults to the preset's KV capacity in blocks of ``block_size`` (7,424 for
+        ``linear``). ``max_model_len``: most prompt + output tokens per request (``None``: unlimited); ``over_length``:
         ``"reject"``, ``"trim"`` or ``"keep"`` a request above it. ``drop_oversize``: drop requests that can
         never fit the KV cache (counted as rejected) instead of refusing the workload."""
     def run_for(self, max_iterations: int = ...) -> bool:

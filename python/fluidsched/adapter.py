@@ -12,8 +12,10 @@ key):
     ``"nested-wait"`` (default; unknown output lengths), ``"wait"`` (output lengths from a per-request hint) or
     ``"vllm"`` (admit all: the engine's own scheduler, for comparison and differential tests).
 ``time_model``, ``d0``, ``d1``
-    The iteration-time model the thresholds are planned with: a preset name (default ``"llama2-7b-a100"``) or
-    ``"linear"`` with ``d0`` (seconds) and ``d1`` (seconds per token). Measured step durations correct it at run
+    The iteration-time model the thresholds are planned with: a shipped preset's name (default
+    ``"llama2-7b-a100"``; :func:`fluidsched.list_presets`), the path of a preset JSON file (for example one
+    ``fluidsched calibrate`` wrote for this GPU), or ``"linear"`` with ``d0`` (seconds) and ``d1`` (seconds per
+    token). Measured step durations correct it at run
     time (``measure_iterations``).
 ``types``
     ``[[prompt_len, output_len, rate], ...]``: request types with arrival rates (req/s). WAIT plans its per-type
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluidsched._core import AdmissionController
+from fluidsched._core import AdmissionController, preset_info
 from fluidsched.data import BUNDLED_TRACES, bundled_trace
 from fluidsched.errors import FluidschedError, InvalidConfigError
 from fluidsched.simulate import OptionValue, load_workload
@@ -127,8 +129,13 @@ class AdapterSettings:
         if policy not in ADAPTER_POLICIES:
             raise _bad("policy", f"one of {', '.join(ADAPTER_POLICIES)}", policy)
         time_model = raw.get("time_model", "linear" if "d0" in raw or "d1" in raw else "llama2-7b-a100")
-        if not isinstance(time_model, str):
-            raise _bad("time_model", "a preset name or 'linear'", time_model)
+        if not isinstance(time_model, str) or not time_model:
+            raise _bad("time_model", "a preset name, a preset file path or 'linear'", time_model)
+        if time_model != "linear":
+            try:
+                preset_info(time_model)
+            except FluidschedError as e:
+                raise InvalidConfigError(f"fluidsched setting 'time_model': {e}") from e
         d0 = _number("d0", raw["d0"], positive=True) if "d0" in raw else None
         d1 = _number("d1", raw["d1"]) if "d1" in raw else None
         types: list[tuple[int, int, float]] = []

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 from fluidsched import __version__
 from fluidsched._core import POLICY_NAMES, POLICY_OPTIONS, Workload
 from fluidsched.errors import FluidschedError, InvalidConfigError, InvalidTraceError
+from fluidsched.presets import DEFAULT_TIME_MODEL, list_presets
 from fluidsched.simulate import (
     DEFAULT_KV_CAPACITY,
     DEFAULT_OVER_LENGTH,
@@ -186,18 +187,19 @@ def add_workload_options(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model and memory")
     m.add_argument(
         "--time-model",
-        choices=("llama2-7b-a100", "linear"),
-        default="llama2-7b-a100",
-        help="iteration-time model (default: llama2-7b-a100, profiled)",
+        default=DEFAULT_TIME_MODEL,
+        metavar="NAME|FILE.json",
+        help=f"iteration-time model: a profiled preset ({', '.join(list_presets())}), a preset JSON file, or "
+        f"linear with --d0 and --d1 (default: {DEFAULT_TIME_MODEL})",
     )
     m.add_argument("--d0", type=_non_negative_float, metavar="SEC", help="linear model: seconds per iteration")
     m.add_argument("--d1", type=_non_negative_float, metavar="SEC", help="linear model: seconds per token")
     m.add_argument(
         "--kv-capacity",
         type=_positive_int,
-        default=DEFAULT_KV_CAPACITY,
         metavar="TOKENS",
-        help=f"KV-cache capacity in tokens (default {DEFAULT_KV_CAPACITY:,}: Llama-2-7B on A100-80GB)",
+        help=f"KV-cache capacity in tokens (default: the preset's, {DEFAULT_KV_CAPACITY:,} for {DEFAULT_TIME_MODEL} "
+        "and linear)",
     )
     m.add_argument("--block-size", type=_count, default=16, metavar="N", help="tokens per KV block")
 

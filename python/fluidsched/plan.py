@@ -8,7 +8,8 @@ from typing import Any
 from fluidsched._core import Workload
 from fluidsched._core import plan as _plan
 from fluidsched.errors import InvalidConfigError
-from fluidsched.simulate import DEFAULT_KV_CAPACITY, OptionValue, kv_capacity_blocks
+from fluidsched.presets import DEFAULT_TIME_MODEL, TimeModelArg, default_kv_capacity, time_model_name
+from fluidsched.simulate import OptionValue, kv_capacity_blocks
 
 __all__ = ["PLAN_KEYS", "plan"]
 
@@ -44,10 +45,10 @@ def plan(
     workload: Workload | None = None,
     *,
     types: Sequence[tuple[int, int, float]] | None = None,
-    time_model: str = "llama2-7b-a100",
+    time_model: TimeModelArg = DEFAULT_TIME_MODEL,
     d0: float | None = None,
     d1: float | None = None,
-    kv_capacity: int = DEFAULT_KV_CAPACITY,
+    kv_capacity: int | None = None,
     block_size: int = 16,
     watermark: float = 0.01,
     max_num_seqs: int = 256,
@@ -66,13 +67,17 @@ def plan(
     same settings.
 
     For a workload without type labels, types come from binning its output lengths (see ``docs/wait.md``). The
-    time model is linearised as ``d0 + d1 * tokens`` for the fluid model.
+    time model (as in :func:`~fluidsched.simulate`: a preset name, a preset file path, or ``"linear"`` with ``d0``
+    and ``d1``) is linearised as ``d0 + d1 * tokens`` for the fluid model; ``kv_capacity`` defaults to the preset's.
     """
     if (types is None) == (workload is None):
         raise InvalidConfigError("plan needs exactly one of types=[(prompt, output, rate), ...] or a workload")
     for i, t in enumerate(types or ()):
         if isinstance(t, (str, bytes)) or not isinstance(t, Sequence) or len(t) != 3:
             raise InvalidConfigError(f"types[{i}] must be (prompt_len, output_len, rate), got {t!r:.80}")
+    time_model = time_model_name(time_model)
+    if kv_capacity is None:
+        kv_capacity = default_kv_capacity(time_model)
     num_blocks = kv_capacity_blocks(kv_capacity, block_size)
     raw = _plan(
         types=list(types) if types is not None else None,

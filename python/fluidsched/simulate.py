@@ -17,6 +17,13 @@ import numpy.typing as npt
 
 from fluidsched._core import MAX_NUM_BLOCKS, POLICY_NAMES, Simulation, Workload
 from fluidsched.errors import InvalidConfigError
+from fluidsched.presets import (
+    DEFAULT_KV_CAPACITY,
+    DEFAULT_TIME_MODEL,
+    TimeModelArg,
+    default_kv_capacity,
+    time_model_name,
+)
 
 __all__ = [
     "DEFAULT_KV_CAPACITY",
@@ -28,9 +35,6 @@ __all__ = [
     "load_workload",
     "simulate",
 ]
-
-#: KV capacity (tokens) of Llama-2-7B on one A100-80GB: 7,424 blocks of 16 tokens (Vidur's memory planner).
-DEFAULT_KV_CAPACITY = 118_784
 
 #: Keys of :meth:`SimResult.summary`, in order (also the keys of ``fluidsched simulate --json``).
 SUMMARY_KEYS: tuple[str, ...] = (
@@ -263,10 +267,10 @@ def simulate(
     policy: str = "vllm",
     *,
     policy_options: Mapping[str, OptionValue] | None = None,
-    time_model: str = "llama2-7b-a100",
+    time_model: TimeModelArg = DEFAULT_TIME_MODEL,
     d0: float | None = None,
     d1: float | None = None,
-    kv_capacity: int = DEFAULT_KV_CAPACITY,
+    kv_capacity: int | None = None,
     block_size: int = 16,
     watermark: float = 0.01,
     max_num_seqs: int = 256,
@@ -283,8 +287,10 @@ def simulate(
 ) -> SimResult:
     """Simulates ``workload`` (a :class:`Workload` or a trace path) under ``policy`` until every request finishes.
 
-    ``time_model`` is ``"llama2-7b-a100"`` (profiled preset) or ``"linear"`` with ``d0`` (s) and ``d1`` (s/token).
-    ``kv_capacity`` is in tokens and is rounded down to whole blocks of ``block_size``. ``rate`` and
+    ``time_model`` is a profiled preset, by name (:func:`~fluidsched.list_presets`; default ``"llama2-7b-a100"``)
+    or as the path of a preset JSON file, or ``"linear"`` with ``d0`` (s) and ``d1`` (s/token).
+    ``kv_capacity`` is in tokens (default: the preset's own, 118,784 for ``linear``) and is rounded down to whole
+    blocks of ``block_size``. ``rate`` and
     ``num_requests`` rescale and truncate the workload (``rate`` is required for length-only traces). ``seed``
     drives synthetic arrivals and predicted lengths: the same seed and inputs give bit-identical results.
     ``length_error`` perturbs the output lengths shown to clairvoyant policies.
@@ -305,6 +311,9 @@ def simulate(
     """
     if not isinstance(policy, str):
         raise InvalidConfigError(f"policy must be a policy name (one of {', '.join(POLICY_NAMES)}), got {policy!r}")
+    time_model = time_model_name(time_model)
+    if kv_capacity is None:
+        kv_capacity = default_kv_capacity(time_model)
     num_blocks = kv_capacity_blocks(kv_capacity, block_size)
     for name, value in (("rate", rate), ("length_error", length_error), ("d0", d0), ("d1", d1)):
         if value is not None and not math.isfinite(value):

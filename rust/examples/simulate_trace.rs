@@ -20,7 +20,7 @@ fn main() -> Result<(), Error> {
         TraceData::Timed(w) => w,
         TraceData::Lengths(_) => return Err(Error::config("this example needs a trace with arrival times")),
     };
-    let config = SimConfig { time_model: TimeModel::Llama2_7bA100, ..SimConfig::default() };
+    let config = SimConfig { time_model: TimeModel::default_preset(), ..SimConfig::default() };
     let ctx = policy_context(&workload, config.scheduler, &config.time_model);
     for _ in 0..repeats {
         let start = Instant::now();

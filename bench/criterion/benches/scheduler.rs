@@ -24,7 +24,7 @@ fn azure() -> Workload {
 
 fn simulate_azure(c: &mut Criterion) {
     let workload = azure();
-    let config = SimConfig { time_model: TimeModel::Llama2_7bA100, ..SimConfig::default() };
+    let config = SimConfig { time_model: TimeModel::default_preset(), ..SimConfig::default() };
     let mut group = c.benchmark_group("simulate_azure_5k");
     group.sample_size(10);
     group.throughput(Throughput::Elements(workload.requests.len() as u64));
