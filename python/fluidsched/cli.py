@@ -1,4 +1,4 @@
-"""The ``fluidsched`` command line: ``simulate``, ``demo`` and ``plan``."""
+"""The ``fluidsched`` command line: ``simulate``, ``demo``, ``plan`` and ``calibrate``."""
 
 from __future__ import annotations
 
@@ -540,12 +540,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--json", action="store_true", help="print the plan as one JSON object")
     pl.set_defaults(func=_cmd_plan)
 
-    from fluidsched import demo  # the demo pulls in optional plotting lazily
+    from fluidsched import calibrate, demo  # each pulls in its optional packages lazily
 
     demo.add_parser(sub)
     from fluidsched import option_table
 
     option_table.add_parser(sub)
+    calibrate.add_parser(sub)
     return parser
 
 
