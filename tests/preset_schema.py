@@ -6,6 +6,7 @@ Used by the calibrate tests (core tier: presets built from synthetic fits; torch
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +29,12 @@ REGION_KEYS = {"decode", "prefill", "mixed"}
 PROVENANCE_KEYS = {"source", "tool", "created"}  # required; a writer may add more
 
 
+def _require(condition: Any, message: str) -> None:
+    """An assertion on several conditions at once, with ``message`` when it fails."""
+    if not condition:
+        raise AssertionError(message)
+
+
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -38,7 +45,7 @@ def _is_number(x: Any) -> bool:
 
 def _positive_ints(obj: dict[str, Any], keys: set[str], where: str) -> None:
     for k in keys:
-        assert _is_int(obj[k]) and obj[k] > 0, f"{where}.{k} must be a positive integer, got {obj[k]!r}"
+        _require(_is_int(obj[k]) and obj[k] > 0, f"{where}.{k} must be a positive integer, got {obj[k]!r}")
 
 
 def _keys(obj: Any, expected: set[str], where: str, *, at_least: bool = False) -> None:
@@ -53,7 +60,7 @@ def check_preset(p: Any) -> None:
     """Asserts that ``p`` (a parsed JSON preset) has exactly the format's keys, types and invariants."""
     _keys(p, TOP_KEYS, "preset")
     assert p["format"] == "fluidsched-time-model/1"
-    assert isinstance(p["name"], str) and p["name"], "name must be a non-empty string"
+    _require(isinstance(p["name"], str) and p["name"], "name must be a non-empty string")
     assert isinstance(p["description"], str)
 
     _keys(p["model"], MODEL_KEYS, "model")
@@ -62,32 +69,36 @@ def check_preset(p: Any) -> None:
     assert p["model"]["dtype"] in ("bf16", "fp16", "fp32")
 
     _keys(p["device"], DEVICE_KEYS, "device")
-    assert isinstance(p["device"]["name"], str) and p["device"]["name"]
+    assert isinstance(p["device"]["name"], str)
+    assert p["device"]["name"]
     _positive_ints(p["device"], {"memory_bytes"}, "device")
 
     _keys(p["kv_cache"], KV_KEYS, "kv_cache")
     _positive_ints(p["kv_cache"], KV_KEYS - {"how"}, "kv_cache")
-    assert isinstance(p["kv_cache"]["how"], str) and p["kv_cache"]["how"]
+    assert isinstance(p["kv_cache"]["how"], str)
+    assert p["kv_cache"]["how"]
 
     it = p["iteration"]
     _keys(it, ITERATION_KEYS, "iteration")
     _positive_ints(it, {"num_layers", "token_step"}, "iteration")
     assert it["num_layers"] == p["model"]["num_layers"]
-    assert _is_number(it["overhead_ms"]) and it["overhead_ms"] >= 0
+    assert _is_number(it["overhead_ms"])
+    assert it["overhead_ms"] >= 0
     table = it["linear_ops_ms"]
-    assert isinstance(table, list) and table, "linear_ops_ms must be a non-empty list"
+    _require(isinstance(table, list) and table, "linear_ops_ms must be a non-empty list")
     for row in table:
-        assert isinstance(row, list) and len(row) == 2, f"table row {row!r} is not [tokens, ms]"
-        assert _is_int(row[0]) and row[0] > 0 and _is_number(row[1]) and row[1] >= 0, f"bad table row {row!r}"
+        _require(isinstance(row, list) and len(row) == 2, f"table row {row!r} is not [tokens, ms]")
+        _require(_is_int(row[0]) and row[0] > 0 and _is_number(row[1]) and row[1] >= 0, f"bad table row {row!r}")
     tokens, ms = [r[0] for r in table], [r[1] for r in table]
-    assert all(a < b for a, b in zip(tokens, tokens[1:], strict=False)), "table tokens must strictly increase"
-    assert all(a <= b for a, b in zip(ms, ms[1:], strict=False)), "table ms must not decrease"
+    assert all(a < b for a, b in itertools.pairwise(tokens)), "table tokens must strictly increase"
+    assert all(a <= b for a, b in itertools.pairwise(ms)), "table ms must not decrease"
     assert tokens[0] <= it["token_step"], "the table's first point must be at most token_step tokens"
     slope = it["linear_ops_extrapolation_ms_per_token"]
-    assert _is_number(slope) and slope > 0
+    assert _is_number(slope)
+    assert slope > 0
     for key, n in (("decode_attention_ms", 3), ("prefill_attention_ms", 4)):
         coefs = it[key]
-        assert isinstance(coefs, list) and len(coefs) == n, f"{key} must have {n} numbers"
+        _require(isinstance(coefs, list) and len(coefs) == n, f"{key} must have {n} numbers")
         assert all(_is_number(c) and c >= 0 for c in coefs), f"{key} must be finite and >= 0: {coefs}"
 
     fit = p["fit"]
@@ -100,7 +111,8 @@ def check_preset(p: Any) -> None:
 
     _keys(p["provenance"], PROVENANCE_KEYS, "provenance", at_least=True)
     for k in PROVENANCE_KEYS:
-        assert isinstance(p["provenance"][k], str) and p["provenance"][k]
+        assert isinstance(p["provenance"][k], str)
+        assert p["provenance"][k]
 
 
 def preset_iteration_ms(

@@ -4,6 +4,7 @@ model configs, the grid, the preset's format, and the CLI's errors before torch 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import sys
@@ -12,11 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from cli_helpers import run_cli
 from hypothesis import given
 from hypothesis import strategies as st
-from preset_schema import check_preset, preset_iteration_ms
 
+from cli_helpers import run_cli
 from fluidsched.calibrate import build_preset, rounded, write_log
 from fluidsched.calibrate_fit import (
     Measurement,
@@ -37,6 +37,7 @@ from fluidsched.calibrate_shapes import (
     load_model_shape,
 )
 from fluidsched.errors import InvalidConfigError
+from preset_schema import check_preset, preset_iteration_ms
 
 POINTS = QUICK_GRID.points()
 LINEAR_TOKENS = [p.num_tokens for p in POINTS if p.region == "linear"]
@@ -82,8 +83,8 @@ def test_fit_recovers_the_ground_truth_model(seed: int) -> None:
     fit = fit_time_model(synthetic(truth), truth.num_layers)
     assert fit.overhead_ms == pytest.approx(truth.overhead_ms, rel=1e-12, abs=1e-12)
     assert [n for n, _ in fit.linear_ops_ms] == LINEAR_TOKENS
-    for (_, got), (_, want) in zip(fit.linear_ops_ms, truth.linear_ops_ms, strict=True):
-        assert got == pytest.approx(want, rel=1e-9)
+    for (_, got_ms), (_, want_ms) in zip(fit.linear_ops_ms, truth.linear_ops_ms, strict=True):
+        assert got_ms == pytest.approx(want_ms, rel=1e-9)
     # Each coefficient, judged by the largest contribution its term makes to any point's time.
     features = np.array([attention_features(p) for p in POINTS if p.region != "linear"]).max(axis=0)
     largest = max(truth.predict_ms(p) for p in POINTS)
@@ -104,7 +105,8 @@ def test_fit_error_under_noise_is_the_noise() -> None:
     # 3 % lognormal noise: mean |error| of the data itself is about 2.4 %; a fit cannot do much better or worse.
     assert 1.0 < errors.mape_percent < 4.5
     assert all(v is not None and v < 6.0 for v in errors.regions.values())
-    assert math.isfinite(errors.max_percent) and errors.max_percent >= errors.mape_percent
+    assert math.isfinite(errors.max_percent)
+    assert errors.max_percent >= errors.mape_percent
 
 
 def test_the_table_is_made_non_decreasing_and_the_slope_positive() -> None:
@@ -128,7 +130,7 @@ def test_non_decreasing_fit_is_monotone_and_keeps_the_weighted_mean(pairs: list[
     values, weights = [v for v, _ in pairs], [w for _, w in pairs]
     out = non_decreasing_fit(values, weights)
     assert len(out) == len(values)
-    assert all(a <= b + 1e-9 for a, b in zip(out, out[1:], strict=False))
+    assert all(a <= b + 1e-9 for a, b in itertools.pairwise(out))
     assert np.dot(out, weights) == pytest.approx(np.dot(values, weights), rel=1e-9, abs=1e-6)
     assert non_decreasing_fit(sorted(values), weights) == pytest.approx(sorted(values))
 
@@ -232,11 +234,13 @@ def test_bad_configs_are_named(tmp_path: Path, content: str, message: str) -> No
 def test_grid_points_start_at_one_token_and_respect_memory_and_positions() -> None:
     points = QUICK_GRID.points()
     linear = [p.num_tokens for p in points if p.region == "linear"]
-    assert linear[0] == 1 and linear == sorted(set(linear))
+    assert linear[0] == 1
+    assert linear == sorted(set(linear))
     assert linear[-1] == max(p.num_tokens for p in points if p.region != "linear")
     assert {p.region for p in points} == {"linear", "decode", "prefill", "mixed"}
     capped = QUICK_GRID.points(max_cached_tokens=2000)
-    assert all(p.cached_tokens <= 2000 for p in capped) and len(capped) < len(points)
+    assert all(p.cached_tokens <= 2000 for p in capped)
+    assert len(capped) < len(points)
     short = Grid((1, 2), (8, 16), (8, 64)).points(max_position=40)
     assert all(p.max_position <= 40 for p in short)
     assert BatchPoint("decode", num_decode_seqs=4, decode_context=10).cached_tokens == 44
@@ -294,24 +298,34 @@ def test_the_checker_rejects_a_broken_preset() -> None:
 def test_missing_extra_is_one_line_naming_it(capsys: pytest.CaptureFixture[str], monkeypatch: Any) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
     code, out, err = run_cli(capsys, "calibrate", "--model-config", "tiny-llama", "--out", "/tmp/never.json")
-    assert code == 1 and out == ""
-    assert err.count("\n") == 1 and "pip install 'fluidsched[calibrate]'" in err and "torch" in err
+    assert code == 1
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "pip install 'fluidsched[calibrate]'" in err
+    assert "torch" in err
 
 
 def test_errors_before_torch_is_needed(capsys: pytest.CaptureFixture[str], monkeypatch: Any, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # none of these may get as far as importing torch
     out = str(tmp_path / "p.json")
     code, _, err = run_cli(capsys, "calibrate", "--model-config", str(tmp_path / "nope.json"), "--out", out)
-    assert code == 2 and "no such file, and not a built-in shape" in err and "llama2-7b" in err
+    assert code == 2
+    assert "no such file, and not a built-in shape" in err
+    assert "llama2-7b" in err
     code, _, err = run_cli(capsys, "calibrate", "--model-config", "tiny-llama", "--device", "cpu", "--dtype", "fp16")
-    assert code == 2 and "--out" in err  # argparse: --out is required
+    assert code == 2
+    assert "--out" in err
     args = ["calibrate", "--model-config", "tiny-llama", "--device", "cpu", "--dtype", "fp16", "--out", out]
     code, _, err = run_cli(capsys, *args)
-    assert code == 2 and "fp16 on CPU" in err and err.count("\n") == 1
+    assert code == 2
+    assert "fp16 on CPU" in err
+    assert err.count("\n") == 1
     code, _, err = run_cli(capsys, "calibrate", "--model-config", "tiny-llama", "--out", str(tmp_path))
-    assert code == 2 and "is a directory" in err
+    assert code == 2
+    assert "is a directory" in err
     code, _, err = run_cli(capsys, "calibrate", "--model-config", "tiny-llama", "--out", out, "--kv-lens", "0,4")
-    assert code == 2 and "positive integers" in err
+    assert code == 2
+    assert "positive integers" in err
     assert not Path(out).exists()
 
 
