@@ -252,15 +252,19 @@ def measure_points(
     progress: Callable[[int, int, Measurement], None] | None = None,
 ) -> MeasureResult:
     """Times every point (``warmup`` untimed runs, then the median, or the minimum, of ``repeats``), with and
-    without its decoder layers."""
+    without its decoder layers. Points run in a seeded random order, so that a drift of the machine's speed (other
+    processes, clocks, heat) spreads over all regions instead of biasing the last ones; the result keeps the order
+    of ``points``."""
     torch, _ = import_torch()
     device = runner.device.type
     timer = _Timer(torch, device)
     gen = torch.Generator().manual_seed(seed)
     peak: int | None = 0 if device == "cuda" else None
-    out: list[Measurement] = []
+    order = torch.randperm(len(points), generator=gen).tolist()
+    out: dict[int, Measurement] = {}
     with torch.inference_mode():
-        for i, point in enumerate(points):
+        for done, index in enumerate(order, start=1):
+            point = points[index]
             inp = runner.prepare(point, gen)
             if device == "cuda":
                 torch.cuda.synchronize()
@@ -283,11 +287,11 @@ def measure_points(
                 outside_ms=_statistic(outside, statistic),
                 repeats=repeats,
             )
-            out.append(m)
+            out[index] = m
             del inp
             if progress is not None:
-                progress(i + 1, len(points), m)
-    return MeasureResult(out, peak)
+                progress(done, len(points), m)
+    return MeasureResult([out[i] for i in range(len(points))], peak)
 
 
 def _read_proc(path: str, key: str) -> str | None:

@@ -254,8 +254,9 @@ def _linear_tokens(largest: int) -> list[int]:
 @dataclass(frozen=True)
 class Grid:
     """The batch shapes to time: decode ``batch_sizes`` x ``kv_lens``; prefill ``prompt_lens`` x (0, the middle
-    and the largest of ``kv_lens``); mixed (the two smallest prompt lengths) x (the middle and largest batch size)
-    x (middle KV length); linear operators alone at 1, 2, 4, ... tokens up to the largest token count."""
+    and the largest of ``kv_lens``); mixed: (the smallest and the middle prompt length) x (the batch sizes that fit: the
+    one a quarter of the way up, the middle one and the largest) x (the middle KV length); linear operators alone
+    at 1, 2, 4, ... tokens up to the largest token count."""
 
     batch_sizes: tuple[int, ...]
     prompt_lens: tuple[int, ...]
@@ -264,23 +265,24 @@ class Grid:
     def points(self, max_cached_tokens: int | None = None, max_position: int | None = None) -> list[BatchPoint]:
         """Every point, minus those holding more than ``max_cached_tokens`` KV slots or positions past
         ``max_position``: linear first, then decode, prefill and mixed."""
+
+        def fits(p: BatchPoint) -> bool:
+            return (max_cached_tokens is None or p.cached_tokens <= max_cached_tokens) and (
+                max_position is None or p.max_position <= max_position
+            )
+
         bs, ps, ks = sorted(set(self.batch_sizes)), sorted(set(self.prompt_lens)), sorted(set(self.kv_lens))
         mid_k = ks[len(ks) // 2]
         pts = [BatchPoint("decode", num_decode_seqs=b, decode_context=k) for b in bs for k in ks]
         pts += [
             BatchPoint("prefill", prefill_chunk=c, prefill_context=k) for c in ps for k in sorted({0, mid_k, ks[-1]})
         ]
-        pts += [
-            BatchPoint("mixed", prefill_chunk=c, num_decode_seqs=b, decode_context=mid_k)
-            for c in ps[:2]
-            for b in sorted({bs[len(bs) // 2], bs[-1]})
-        ]
-        pts = [
-            p
-            for p in pts
-            if (max_cached_tokens is None or p.cached_tokens <= max_cached_tokens)
-            and (max_position is None or p.max_position <= max_position)
-        ]
+        for c in sorted({ps[0], ps[len(ps) // 2]}):
+            mixed = [BatchPoint("mixed", prefill_chunk=c, num_decode_seqs=b, decode_context=mid_k) for b in bs]
+            mixed = [p for p in mixed if fits(p)]
+            if mixed:
+                pts += [mixed[i] for i in sorted({len(mixed) // 4, len(mixed) // 2, len(mixed) - 1})]
+        pts = [p for p in pts if fits(p)]
         largest = max((p.num_tokens for p in pts), default=1)
         return [BatchPoint("linear", prefill_chunk=n) for n in _linear_tokens(largest)] + pts
 
@@ -296,7 +298,7 @@ class Grid:
 #: ``--quick``: about 40 points, enough for a fit with every term (a smoke test, or a first look).
 QUICK_GRID = Grid(batch_sizes=(1, 4, 16, 64), prompt_lens=(32, 128, 512), kv_lens=(64, 256, 1024))
 
-#: The default grid: typical serving shapes of a 7B-13B model on one GPU (about 100 points).
+#: The default grid: typical serving shapes of a 7B-13B model on one GPU (about 70 points fit an 80 GB GPU).
 DEFAULT_GRID = Grid(
     batch_sizes=(1, 2, 4, 8, 16, 32, 64, 128, 256),
     prompt_lens=(32, 64, 128, 256, 512, 1024, 2048, 4096),
