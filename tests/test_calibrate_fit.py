@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cli_helpers import run_cli
-from fluidsched.calibrate import build_preset, rounded, write_log
+from fluidsched.calibrate import build_preset, read_log, rounded, write_log
 from fluidsched.calibrate_fit import (
     Measurement,
     TimeModelFit,
@@ -334,3 +334,42 @@ def test_help_is_self_sufficient(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     for needle in ("examples:", "fluidsched calibrate --model-config tiny-llama", "fluidsched[calibrate]", "llama3-8b"):
         assert needle in out
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "bench" / "calibration"
+
+
+@pytest.mark.parametrize("name", ["tiny-llama-fp32-cpu", "llama2-7b-4-layers-bf16-cpu"])
+def test_the_committed_cpu_examples_match_their_logs(name: str) -> None:
+    preset = json.loads((EXAMPLES / "cpu-example" / f"{name}.json").read_text())
+    check_preset(preset)
+    assert preset["name"] == name
+    assert "CPU" in preset["description"]
+    measured = read_log(str(EXAMPLES / "cpu-example" / f"{name}.csv"))
+    errors = fit_errors(TimeModelFit.from_preset(preset), measured)
+    assert (
+        errors.num_points
+        == preset["fit"]["num_points"]
+        == preset["provenance"]["grid"]["num_points"] - sum(m.point.region == "linear" for m in measured)
+    )
+    assert errors.mape_percent == pytest.approx(preset["fit"]["mape_percent"], abs=0.001)
+    for region, value in errors.regions.items():
+        assert value == pytest.approx(preset["fit"]["regions"][region], abs=0.001)
+
+
+def test_compare_presets_prints_predictions_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_presets", EXAMPLES / "compare_presets.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tiny = str(EXAMPLES / "cpu-example" / "tiny-llama-fp32-cpu.json")
+    module.main([tiny, tiny, "--log", str(EXAMPLES / "cpu-example" / "tiny-llama-fp32-cpu.csv")])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| decode b=26 kv=1200")]
+    assert len(rows) == 1
+    assert rows[0].endswith("| 1.00 |")  # a preset against itself
+    preset = json.loads(Path(tiny).read_text())
+    assert f"| tiny-llama-fp32-cpu | {preset['fit']['mape_percent']:.1f} % |" in out

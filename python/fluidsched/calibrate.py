@@ -27,11 +27,12 @@ from fluidsched.calibrate_shapes import (
     DEFAULT_GRID,
     DTYPE_BYTES,
     QUICK_GRID,
+    BatchPoint,
     Grid,
     ModelShape,
 )
 
-__all__ = ["PRESET_FORMAT", "add_parser", "build_preset", "run_calibrate"]
+__all__ = ["PRESET_FORMAT", "add_parser", "build_preset", "read_log", "run_calibrate", "write_log"]
 
 #: The ``format`` key of the preset files this command writes.
 PRESET_FORMAT = "fluidsched-time-model/1"
@@ -267,6 +268,23 @@ def write_log(path: str, measurements: Sequence[Measurement], fit: TimeModelFit)
             w.writerow([*row, *(f"{t:.6g}" for t in times), m.repeats, f"{predicted:.6g}", f"{error:.3f}"])
 
 
+def read_log(path: str) -> list[Measurement]:
+    """The measurements of a ``--log`` CSV file (what :func:`write_log` wrote)."""
+    out = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            point = BatchPoint(
+                region=row["region"],
+                prefill_chunk=int(row["prefill_chunk"]),
+                prefill_context=int(row["prefill_context"]),
+                num_decode_seqs=int(row["num_decode_seqs"]),
+                decode_context=int(row["decode_context"]),
+            )
+            times = [float(row[k]) for k in ("median_ms", "min_ms", "max_ms", "outside_layers_ms")]
+            out.append(Measurement(point, times[0], times[1], times[2], times[3], int(row["repeats"])))
+    return out
+
+
 def run_calibrate(args: argparse.Namespace) -> int:
     """The ``calibrate`` command: measure, fit, write the preset (and the log); print a summary."""
     from fluidsched.calibrate_run import calibrate
@@ -285,9 +303,14 @@ def today() -> str:
     return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
 
 
+_NUMBER_LIST = re.compile(r"\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]")
+
+
 def write_preset(path: str, preset: dict[str, Any]) -> None:
-    """``preset`` as indented JSON, with a final newline."""
-    Path(path).write_text(json.dumps(preset, indent=2) + "\n", encoding="utf-8")
+    """``preset`` as indented JSON with each list of numbers on one line (``[16, 0.287]``), and a final newline."""
+    text = json.dumps(preset, indent=2)
+    text = _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+    Path(path).write_text(text + "\n", encoding="utf-8")
 
 
 def elapsed_since(t0: float) -> float:

@@ -22,6 +22,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -70,6 +71,21 @@ class TimeModelFit:
     linear_ops_extrapolation_ms_per_token: float
     decode_attention_ms: tuple[float, float, float]
     prefill_attention_ms: tuple[float, float, float, float]
+
+    @classmethod
+    def from_preset(cls, preset: dict[str, Any]) -> TimeModelFit:
+        """The time model of a parsed ``fluidsched-time-model/1`` preset (its ``iteration`` object)."""
+        it = preset["iteration"]
+        d, p = it["decode_attention_ms"], it["prefill_attention_ms"]
+        return cls(
+            num_layers=int(it["num_layers"]),
+            overhead_ms=float(it["overhead_ms"]),
+            token_step=int(it["token_step"]),
+            linear_ops_ms=tuple((int(n), float(v)) for n, v in it["linear_ops_ms"]),
+            linear_ops_extrapolation_ms_per_token=float(it["linear_ops_extrapolation_ms_per_token"]),
+            decode_attention_ms=(float(d[0]), float(d[1]), float(d[2])),
+            prefill_attention_ms=(float(p[0]), float(p[1]), float(p[2]), float(p[3])),
+        )
 
     def linear_ops(self, num_tokens: int) -> float:
         """Per-layer linear-operator time (ms) at ``num_tokens``, with the preset loader's rules: round up to a

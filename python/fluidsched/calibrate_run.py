@@ -28,7 +28,14 @@ from fluidsched.calibrate_measure import (
     measure_points,
     meminfo_bytes,
 )
-from fluidsched.calibrate_shapes import Grid, ModelShape, kv_bytes_per_token, kv_capacity_blocks, load_model_shape
+from fluidsched.calibrate_shapes import (
+    BUILTIN_CONFIGS,
+    Grid,
+    ModelShape,
+    kv_bytes_per_token,
+    kv_capacity_blocks,
+    load_model_shape,
+)
 from fluidsched.errors import InvalidConfigError
 
 __all__ = ["calibrate"]
@@ -96,8 +103,12 @@ def _kv_capacity(
     return blocks, how
 
 
-def _default_name(shape: ModelShape, spec: str, dtype: str, device: str, device_name: str) -> str:
-    base = spec if not spec.endswith(".json") and "/" not in spec else shape.name.split("/")[-1]
+def _default_name(shape: ModelShape, args: argparse.Namespace, dtype: str, device: str, device_name: str) -> str:
+    """``shape[-N-layers]-dtype-device``, e.g. ``llama2-7b-bf16-a100-sxm4-80gb`` or ``llama2-7b-4-layers-bf16-cpu``."""
+    spec = args.model_config
+    base = spec if spec in BUILTIN_CONFIGS else shape.name.rstrip("/").split("/")[-1]
+    if args.num_layers:
+        base += f"-{shape.num_layers}-layers"
     where = "cpu" if device == "cpu" else device_name.removeprefix("NVIDIA ")
     return _slug(f"{base}-{dtype}-{where}")
 
@@ -169,7 +180,7 @@ def calibrate(args: argparse.Namespace, grid: Grid) -> int:
         per_token,
         dtype,
     )
-    name = args.name or _default_name(shape, args.model_config, dtype, device, device_name)
+    name = args.name or _default_name(shape, args, dtype, device, device_name)
     cpu_note = " CPU measurement: not a GPU serving preset." if device == "cpu" else ""
     description = (
         f"{shape.name} shape ({shape.num_layers} layers, random weights), {dtype}, one {device_name}: measured by "
