@@ -16,7 +16,6 @@ import json
 import math
 import re
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -84,7 +83,7 @@ def _fraction(text: str) -> float:
 
 def add_parser(sub: Any) -> None:
     """Registers the ``calibrate`` subcommand."""
-    from fluidsched.cli import _count, _positive_int, _seed
+    from fluidsched.cli import _count, _int_in, _positive_int, _seed
 
     p = sub.add_parser(
         "calibrate",
@@ -112,8 +111,8 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--batch-sizes", type=_int_list, metavar="LIST", help="decode batch sizes (default 1,2,...,256)")
     g.add_argument("--prompt-lens", type=_int_list, metavar="LIST", help="prefill chunk sizes (default 32,...,4096)")
     g.add_argument("--kv-lens", type=_int_list, metavar="LIST", help="cached tokens per sequence (default 128..4096)")
-    g.add_argument("--warmup", type=_int_in_range(0, 100), default=2, metavar="N", help="untimed runs (default 2)")
-    g.add_argument("--repeats", type=_int_in_range(1, 1000), default=5, metavar="N", help="timed runs (default 5)")
+    g.add_argument("--warmup", type=_int_in(0, 100), default=2, metavar="N", help="untimed runs (default 2)")
+    g.add_argument("--repeats", type=_int_in(1, 1000), default=5, metavar="N", help="timed runs (default 5)")
     g.add_argument(
         "--statistic",
         choices=("median", "min"),
@@ -137,12 +136,6 @@ def add_parser(sub: Any) -> None:
     o.add_argument("--log", metavar="FILE.csv", help="write every measurement (and its fitted value) as CSV")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run_calibrate)
-
-
-def _int_in_range(low: int, high: int) -> Any:
-    from fluidsched.cli import _int_in
-
-    return _int_in(low, high)
 
 
 def _slug(text: str) -> str:
@@ -311,11 +304,6 @@ def write_preset(path: str, preset: dict[str, Any]) -> None:
     text = json.dumps(preset, indent=2)
     text = _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
     Path(path).write_text(text + "\n", encoding="utf-8")
-
-
-def elapsed_since(t0: float) -> float:
-    """Seconds since ``t0`` (``time.perf_counter``)."""
-    return time.perf_counter() - t0
 
 
 def progress_line(done: int, total: int, m: Measurement) -> None:
