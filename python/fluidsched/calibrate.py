@@ -87,7 +87,7 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         "calibrate",
-        help="measure a time-model preset (JSON) on this machine's GPU or CPU (needs fluidsched[calibrate])",
+        help="measure a time-model preset on this GPU or CPU (fluidsched[calibrate])",
         description="Measure the iteration time of a model on this machine and write a time-model preset "
         "(fluidsched-time-model/1 JSON) for simulate and plan.",
         epilog=_EPILOG.format(builtins=", ".join(BUILTIN_CONFIGS)),
