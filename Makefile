@@ -43,10 +43,11 @@ test-rust:  ## Rust tests (core crate, incl. proptest)
 
 .PHONY: test-python
 test-python: build-dev  ## Python tests (pytest + hypothesis, quick profile) and benchmark smoke runs
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest tests bench --ignore=tests/vllm_adapter
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest tests bench --ignore=tests/vllm_adapter \
+		--ignore=tests/calibrate
 
 .PHONY: test
-test: test-rust test-python test-vllm  ## Everything: Rust, Python and vLLM-tier tests (installs what it needs)
+test: test-rust test-python test-vllm test-calibrate  ## Everything: Rust, Python, vLLM and calibrate tiers (installs what it needs)
 
 # The vLLM tier has an environment of its own (vLLM 0.32.0 on CPU, about 2 minutes and 5.7 GB to build), so the
 # core environment never needs torch or vLLM. FLUIDSCHED_REQUIRE_VLLM=1 turns a missing vLLM into an error.
@@ -60,6 +61,13 @@ vllm-env:  ## Build the vLLM tier's environment ($(VLLM_VENV)) and install fluid
 .PHONY: test-vllm
 test-vllm: vllm-env  ## vLLM adapter tests (real vLLM scheduler, fake model outputs; LLM.generate on CPU)
 	FLUIDSCHED_REQUIRE_VLLM=1 HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(VLLM_VENV)/bin/pytest tests/vllm_adapter \
+		-p no:cacheprovider
+
+# `fluidsched calibrate` needs torch and transformers: its tier runs in the vLLM tier's environment, which has both.
+# FLUIDSCHED_REQUIRE_TORCH=1 turns a missing torch into an error.
+.PHONY: test-calibrate
+test-calibrate: vllm-env  ## calibrate tests (tiny random-weight models timed on CPU; torch + transformers)
+	FLUIDSCHED_REQUIRE_TORCH=1 HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(VLLM_VENV)/bin/pytest tests/calibrate \
 		-p no:cacheprovider
 
 .PHONY: lint-rust

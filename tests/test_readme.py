@@ -31,6 +31,7 @@ NOT_RUN_HERE = {
     '.venv/bin/pip install ".[plot]"': "environment setup: CI installs the package the same way",
     "make test": "the run that executes this test",
     'pip install "fluidsched[vllm]"': "environment setup: the vLLM tier's environment (make vllm-env)",
+    "pip install 'fluidsched[calibrate]'": "environment setup: the calibrate tier runs in the vLLM tier's environment",
 }
 
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
@@ -56,7 +57,8 @@ def _normalise(command: str) -> str:
 
 
 COMMANDS = _commands()
-FLUIDSCHED = [c for c in map(_normalise, COMMANDS) if c.startswith("fluidsched ")]
+# `fluidsched calibrate` needs torch: tests/calibrate/test_readme_calibrate.py runs those commands in its tier.
+FLUIDSCHED = [c for c in map(_normalise, COMMANDS) if c.startswith("fluidsched ") and " calibrate " not in f"{c} "]
 VLLM_SERVE = [c for c in COMMANDS if c.startswith("vllm serve ")]
 
 

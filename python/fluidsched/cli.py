@@ -1,4 +1,4 @@
-"""The ``fluidsched`` command line: ``simulate``, ``demo`` and ``plan``."""
+"""The ``fluidsched`` command line: ``simulate``, ``demo``, ``plan`` and ``calibrate``."""
 
 from __future__ import annotations
 
@@ -70,6 +70,17 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"fluidsched: error: {message} (see '{self.prog} --help')\n")
+
+
+class _TopLevelHelp(argparse.RawDescriptionHelpFormatter):
+    """Keeps each command's summary on its name's line: argparse measures command names without their indent, so a
+    name longer than the longest option (``calibrate``) would otherwise push its summary to the next line."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        names = [len(str(a.metavar or a.dest)) for a in getattr(action, "_choices_actions", [])]
+        if names:
+            self._action_max_length = max(self._action_max_length, max(names) + self._current_indent + 2)
 
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:
@@ -434,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  fluidsched plan --type 128:256:4 --type 512:64:1\n"
         "  fluidsched options wait\n\n"
         "'fluidsched COMMAND --help' describes each command.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_TopLevelHelp,
     )
     parser.add_argument("--version", action="version", version=f"fluidsched {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -542,12 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--json", action="store_true", help="print the plan as one JSON object")
     pl.set_defaults(func=_cmd_plan)
 
-    from fluidsched import demo  # the demo pulls in optional plotting lazily
+    from fluidsched import calibrate, demo  # each pulls in its optional packages lazily
 
     demo.add_parser(sub)
     from fluidsched import option_table
 
     option_table.add_parser(sub)
+    calibrate.add_parser(sub)
     return parser
 
 
