@@ -12,8 +12,8 @@ mod options;
 mod scheduler;
 mod sim;
 mod step;
-mod trace_args;
 mod time_model;
+mod trace_args;
 
 /// The extension module.
 #[pymodule]

@@ -396,10 +396,26 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         ("time model (thresholds)", f"d0 = {result['d0']:.4g} s, d1 = {result['d1']:.4g} s/token"),
         (
             "time model (fluid)",
-            "d0 = {:.4g} s, d1 = {:.4g} s/token, d2 = {:.4g} s per KV token read".format(*result["fluid_time_model"]),
+            "the profiled preset itself, at the fluid's mean iteration (linearised: d0 = {:.4g} s, d1 = {:.4g} "
+            "s/token, d2 = {:.4g} s per KV token read)".format(*result["fluid_time_model"])
+            if result["fluid_exact_time"]
+            else "d0 = {:.4g} s, d1 = {:.4g} s/token, d2 = {:.4g} s per KV token read".format(
+                *result["fluid_time_model"]
+            ),
         ),
         ("KV capacity (above watermark)", f"{result['capacity_tokens']:,.0f} tokens"),
-        ("load rho", f"{result['rho']:.4f} ({'stable' if result['stable'] else 'UNSTABLE: rho >= 1'})"),
+        (
+            "load rho (linearised)" if result["fluid_exact_time"] else "load rho",
+            f"{result['rho']:.4f} ("
+            + (
+                "stable"
+                if result["stable"]
+                else "UNSTABLE: no batch serves this load"
+                if result["fluid_exact_time"]
+                else "UNSTABLE: rho >= 1"
+            )
+            + ")",
+        ),
         ("iteration time T*", f"{result['iteration_time_s'] * 1e3:.3f} ms"),
         ("batch size N*", f"{result['batch_size']:.1f} requests"),
         (
