@@ -61,8 +61,8 @@ SCENARIOS = {
     ),
 }
 
-#: Arrival rate (req/s) of the default scenario: about 0.85 of ``plan``'s fluid limit for its mix, past the
-#: point where greedy admission starts to evict.
+#: Arrival rate (req/s) of the default scenario: just above ``plan``'s fluid limit for its mix (38.4 req/s), so
+#: the KV cache is full and greedy admission evicts.
 DEMO_RATE = SCENARIOS["paper"].rate
 
 #: The paper scenario's request types: (prompt_len, output_len, rate weight).
