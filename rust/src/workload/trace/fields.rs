@@ -53,7 +53,8 @@ pub(super) fn strip_thousands(raw: &str) -> Result<Cow<'_, str>, String> {
 /// A non-negative whole number, written as an integer (`12`) or an integral float (`12.0`, `1.2e1`), optionally
 /// with thousands separators (`1,000`).
 pub(super) fn parse_count(raw: &str) -> Result<u64, String> {
-    let shown = excerpt(raw);
+    // Built only for an error message: the happy path never pays for it.
+    let shown = || excerpt(raw);
     if raw.is_empty() {
         return Err("empty value; expected a whole number of tokens".into());
     }
@@ -61,15 +62,15 @@ pub(super) fn parse_count(raw: &str) -> Result<u64, String> {
     if let Ok(v) = raw.parse::<u64>() {
         return Ok(v);
     }
-    let v: f64 = raw.parse().map_err(|_| format!("not a number: found \"{shown}\""))?;
+    let v: f64 = raw.parse().map_err(|_| format!("not a number: found \"{}\"", shown()))?;
     if !v.is_finite() {
-        return Err(format!("not a finite number: found \"{shown}\""));
+        return Err(format!("not a finite number: found \"{}\"", shown()));
     }
     if v < 0.0 {
-        return Err(format!("negative value: found \"{shown}\"; lengths must be >= 0"));
+        return Err(format!("negative value: found \"{}\"; lengths must be >= 0", shown()));
     }
     if v.fract() != 0.0 {
-        return Err(format!("fractional token count: found \"{shown}\"; token columns must hold whole numbers"));
+        return Err(format!("fractional token count: found \"{}\"; token columns must hold whole numbers", shown()));
     }
     if v > u64::MAX as f64 {
         return Err(too_large(raw));
@@ -86,17 +87,18 @@ pub(super) fn too_large(raw: &str) -> String {
 /// A finite, non-negative arrival time in `unit`s (Vidur's `arrived_at` in seconds, Mooncake's `timestamp` in
 /// milliseconds), thousands separators allowed; returned in the same unit.
 pub(super) fn parse_arrival(raw: &str, unit: TimeUnit) -> Result<f64, String> {
-    let shown = excerpt(raw);
+    // Built only for an error message: the happy path never pays for it.
+    let shown = || excerpt(raw);
     if raw.is_empty() {
         return Err(format!("empty value; expected an arrival time in {}", unit.long_name()));
     }
     let raw = &*strip_thousands(raw)?;
-    let v: f64 = raw.parse().map_err(|_| format!("not a number: found \"{shown}\""))?;
+    let v: f64 = raw.parse().map_err(|_| format!("not a number: found \"{}\"", shown()))?;
     if !v.is_finite() {
-        return Err(format!("not a finite number: found \"{shown}\""));
+        return Err(format!("not a finite number: found \"{}\"", shown()));
     }
     if v < 0.0 {
-        return Err(format!("negative value: found \"{shown}\"; arrival times must be >= 0"));
+        return Err(format!("negative value: found \"{}\"; arrival times must be >= 0", shown()));
     }
     Ok(v)
 }
@@ -107,8 +109,10 @@ pub(super) fn parse_arrival(raw: &str, unit: TimeUnit) -> Result<f64, String> {
 /// Splitting whole seconds from the fraction keeps sub-microsecond precision when two timestamps are
 /// subtracted.
 pub(super) fn parse_timestamp(raw: &str) -> Result<(i64, f64), String> {
-    let shown = excerpt(raw);
-    let bad = |why: &str| format!("unparseable timestamp \"{shown}\": {why} (expected YYYY-MM-DD HH:MM:SS[.fraction])");
+    // Built only for an error message: the happy path never pays for it.
+    let shown = || excerpt(raw);
+    let bad =
+        |why: &str| format!("unparseable timestamp \"{}\": {why} (expected YYYY-MM-DD HH:MM:SS[.fraction])", shown());
     let (date, time) = raw.split_once([' ', 'T']).ok_or_else(|| bad("no space between date and time"))?;
     let mut d = date.split('-');
     let (Some(y), Some(mo), Some(dd), None) = (d.next(), d.next(), d.next(), d.next()) else {
