@@ -10,6 +10,7 @@ Examples::
 
     python bench/wait_robustness.py                                   # two-type mix, max_num_seqs 256 and 4096
     python bench/wait_robustness.py --mix ten --max-num-seqs 256 --num-requests 5000
+    python bench/wait_robustness.py --mix two --mix ten --time-model llama2-7b-a100   # the profiled preset
 """
 
 from __future__ import annotations
@@ -37,10 +38,19 @@ VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 )
 
 
+#: The issue's setting: a linear time model and the A100 preset's KV capacity.
+LINEAR: dict[str, Any] = {"time_model": "linear", "d0": 0.01, "d1": 8e-5, "kv_capacity": 118_784}
+
+
 def sweep(
-    mix: Sequence[tuple[int, int, float]], loads: Sequence[float], *, max_num_seqs: int, num_requests: int, seed: int
+    mix: Sequence[tuple[int, int, float]],
+    loads: Sequence[float],
+    *,
+    max_num_seqs: int,
+    num_requests: int,
+    seed: int,
+    model: dict[str, Any],
 ) -> None:
-    model: dict[str, Any] = {"time_model": "linear", "d0": 0.01, "d1": 8e-5, "kv_capacity": 118_784}
     total = sum(r for _, _, r in mix)
     # Loads are relative to the memory limit (as the issue measured them); plan also names the limit that binds
     # under this max_num_seqs.
@@ -76,12 +86,21 @@ def main() -> None:
     p.add_argument("--load", type=float, action="append", help="loads rho = rate / max rate (default 0.5 ... 1.2)")
     p.add_argument("--num-requests", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--time-model",
+        default="linear",
+        help="linear (d0 0.01 s, d1 8e-5 s/token, 118,784 KV tokens; the default) "
+        "or a preset name or file, with the preset's own KV capacity",
+    )
     args = p.parse_args()
     loads = args.load or [0.5, 0.8, 0.9, 1.0, 1.1, 1.2]
-    print(
-        f"fluidsched {fluidsched.__version__}: linear time model d0 = 0.01 s, d1 = 8e-5 s/token, 118,784 KV tokens, "
-        f"{args.num_requests} Poisson requests, seed {args.seed}"
+    model = LINEAR if args.time_model == "linear" else {"time_model": args.time_model}
+    setting = (
+        "linear time model d0 = 0.01 s, d1 = 8e-5 s/token, 118,784 KV tokens"
+        if args.time_model == "linear"
+        else f"time model {args.time_model} with its KV capacity"
     )
+    print(f"fluidsched {fluidsched.__version__}: {setting}, {args.num_requests} Poisson requests, seed {args.seed}")
     for mix in args.mix or ["two"]:
         for seqs in args.max_num_seqs or [256, 4096]:
             sweep(
@@ -90,6 +109,7 @@ def main() -> None:
                 max_num_seqs=seqs,
                 num_requests=args.num_requests,
                 seed=args.seed,
+                model=model,
             )
 
 

@@ -65,12 +65,24 @@ impl PyAdmissionController {
                 max_num_batched_tokens.0,
                 true,
             )?;
-            let (d0, d1) = TimeModel::from_name(time_model, d0, d1)?.linearization();
+            let tm = TimeModel::from_name(time_model, d0, d1)?;
             let types: Vec<RequestType> = types
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(prompt_len, output_len, rate)| RequestType { prompt_len, output_len, rate })
                 .collect();
+            // The line a simulation plans with: from the types, or from the length sample binned as a trace's.
+            let line_types = match (types.is_empty(), arrival_rate) {
+                (true, Some(rate)) if !output_lengths.is_empty() => fluidsched_core::fluid::types_from_lengths(
+                    &prompt_lengths,
+                    &output_lengths,
+                    rate,
+                    fluidsched_core::sim::TRACE_TYPE_BINS,
+                )
+                .unwrap_or_default(),
+                _ => types.clone(),
+            };
+            let (d0, d1) = fluidsched_core::fluid::exact_time::planning_line(&tm, &line_types, &config);
             let ctx = PolicyContext { config, d0, d1, types, prompt_lengths, output_lengths, arrival_rate };
             let controller = AdmissionController::new(policy, PolicyOptions::new(policy, options), &ctx)?;
             Ok(PyAdmissionController { inner: Mutex::new(controller) })

@@ -128,7 +128,7 @@ pub fn py_plan<'py>(
         let ctx = match (types, workload.as_ref()) {
             (Some(t), None) => {
                 let types = to_types(t);
-                let (d0, d1) = tm.linearization();
+                let (d0, d1) = fluidsched_core::fluid::exact_time::planning_line(&tm, &types, &config);
                 PolicyContext {
                     config,
                     d0,

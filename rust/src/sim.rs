@@ -514,7 +514,6 @@ pub fn policy_context(
     config: crate::scheduler::SchedulerConfig,
     time_model: &TimeModel,
 ) -> crate::policies::PolicyContext {
-    let (d0, d1) = time_model.linearization();
     let reqs = &workload.requests;
     // A batch (one request, or all at one instant) has no arrival rate: it is planned as if its requests arrived
     // over BATCH_SPAN_S, so WAIT and Nested WAIT get finite thresholds (and max_wait deadlines) and still run it.
@@ -549,6 +548,7 @@ pub fn policy_context(
         let outputs: Vec<u32> = reqs.iter().map(|r| r.output_len).collect();
         types = crate::fluid::types_from_lengths(&prompts, &outputs, rate, TRACE_TYPE_BINS).unwrap_or_default();
     }
+    let (d0, d1) = crate::fluid::exact_time::planning_line(time_model, &types, &config);
     crate::policies::PolicyContext {
         config,
         d0,

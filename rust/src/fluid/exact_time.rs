@@ -205,6 +205,36 @@ impl FluidModel {
     }
 }
 
+/// The tokens-only line `(d0, d1)` that WAIT and Nested WAIT plan their thresholds with, for `types` under
+/// `config`: the time model's global linearisation, except that for a profiled model `d1` is raised (never
+/// lowered) so that the line passes through the expected time of the fluid's fullest mean iteration (the
+/// binding constraint's cap, [`FluidModel::max_rate_under`]). The global fit is made on batches of up to 256
+/// requests and prices a full cache too cheaply, so thresholds planned with it admit more than the memory
+/// sustains once the load passes the true limit: Nested WAIT then overflows the cache and evicts. With the
+/// line through the full point, the linear fluid's largest rate is the exact one.
+pub fn planning_line(
+    time_model: &crate::TimeModel,
+    types: &[RequestType],
+    config: &crate::scheduler::SchedulerConfig,
+) -> (f64, f64) {
+    let (d0, d1) = time_model.linearization();
+    if matches!(time_model, crate::TimeModel::Linear { .. }) || types.is_empty() {
+        return (d0, d1);
+    }
+    let model = FluidModel::new(types.to_vec(), d0, d1, config.usable_tokens() as f64)
+        .and_then(|m| m.with_block_size(config.block_size))
+        .and_then(|m| m.with_limits(config.max_num_seqs, config.max_num_batched_tokens));
+    let Ok(model) = model else {
+        return (d0, d1);
+    };
+    let unit = model.mean_iteration_per_entry();
+    let (c, _) = model.entry_cap(&unit);
+    let full = unit.scaled(c);
+    let batch = |shape: &BatchShape| time_model.iteration_time(shape);
+    let through_full = (full.expected_time(&batch) - d0) / full.num_tokens;
+    if through_full.is_finite() && through_full > d1 { (d0, through_full) } else { (d0, d1) }
+}
+
 /// The point in `[bad, good]` where `ok` turns true (`ok(bad)` false, `ok(good)` true), to double precision.
 fn bisect(mut bad: f64, mut good: f64, ok: impl Fn(f64) -> bool) -> f64 {
     for _ in 0..BISECTION_STEPS {
@@ -379,6 +409,30 @@ mod tests {
         // Overloaded, the optimum serves the whole mix at the largest rate, filling memory.
         assert!((above.optimal.served_rates.iter().sum::<f64>() - rate).abs() < 1e-6 * rate);
         assert!((above.optimal.memory - m.capacity_tokens).abs() < 1e-3 * m.capacity_tokens);
+    }
+
+    #[test]
+    fn the_planning_line_passes_through_the_full_cache() {
+        let config = crate::scheduler::SchedulerConfig { max_num_seqs: 4096, ..Default::default() };
+        let types = two_types(1.0).types;
+        let linear = crate::TimeModel::Linear { d0: 0.01, d1: 8e-5 };
+        assert_eq!(planning_line(&linear, &types, &config), (0.01, 8e-5));
+        let tm = crate::TimeModel::from_name("llama2-7b-a100", None, None).unwrap();
+        let (d0, d1) = planning_line(&tm, &types, &config);
+        assert_eq!(d0, tm.linearization().0);
+        assert!(d1 > tm.linearization().1, "the full cache costs more than the global line says");
+        // The tokens-only fluid on that line sustains what the preset itself sustains at a full cache.
+        let m = FluidModel::new(types, d0, d1, config.usable_tokens() as f64)
+            .unwrap()
+            .with_block_size(config.block_size)
+            .unwrap()
+            .with_limits(config.max_num_seqs, config.max_num_batched_tokens)
+            .unwrap();
+        let batch = |shape: &BatchShape| tm.iteration_time(shape);
+        let (exact, _) = m.max_rate_under(&|it: &MeanIteration| it.expected_time(&batch));
+        let (on_line, _) = m.max_rate_binding().unwrap();
+        assert!((on_line - exact).abs() < 1e-9 * exact, "{on_line} vs {exact}");
+        assert_eq!(planning_line(&tm, &[], &config), tm.linearization());
     }
 
     #[test]
