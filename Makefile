@@ -44,10 +44,10 @@ test-rust:  ## Rust tests (core crate, incl. proptest)
 .PHONY: test-python
 test-python: build-dev  ## Python tests (pytest + hypothesis, quick profile) and benchmark smoke runs
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest tests bench --ignore=tests/vllm_adapter \
-		--ignore=tests/calibrate
+		--ignore=tests/calibrate --ignore=tests/ray_tier
 
 .PHONY: test
-test: test-rust test-python test-vllm test-calibrate  ## Everything: Rust, Python, vLLM and calibrate tiers (installs what it needs)
+test: test-rust test-python test-vllm test-calibrate test-ray  ## Everything: Rust, Python, vLLM, calibrate and Ray tiers (installs what it needs)
 
 # The vLLM tier has an environment of its own (vLLM 0.32.0 on CPU, about 2 minutes and 5.7 GB to build), so the
 # core environment never needs torch or vLLM. FLUIDSCHED_REQUIRE_VLLM=1 turns a missing vLLM into an error.
@@ -65,6 +65,23 @@ test-vllm: vllm-env  ## vLLM adapter tests (real vLLM scheduler, fake model outp
 
 # `fluidsched calibrate` needs torch and transformers: its tier runs in the vLLM tier's environment, which has both.
 # FLUIDSCHED_REQUIRE_TORCH=1 turns a missing torch into an error.
+# The Ray tier (`fluidsched sweep --ray`) has an environment of its own too: Ray never enters .venv.
+RAY_VENV ?= .venv-ray
+
+.PHONY: ray-env
+ray-env:  ## Build the Ray tier's environment ($(RAY_VENV)) and install fluidsched into it
+	bash tools/setup_ray_env.sh $(RAY_VENV)
+	VIRTUAL_ENV=$(abspath $(RAY_VENV)) $(RAY_VENV)/bin/maturin develop --release --quiet
+
+.PHONY: test-ray
+test-ray: ray-env  ## Ray backend of fluidsched sweep against a local single-node cluster the test starts
+	FLUIDSCHED_REQUIRE_RAY=1 HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(RAY_VENV)/bin/pytest tests/ray_tier \
+		-p no:cacheprovider
+
+.PHONY: experiments
+experiments: build-dev  ## The experiment suite: CSVs and plots under bench/experiments/results, tables in bench/RESULTS.md
+	$(BIN)/python bench/experiments/run_all.py
+
 .PHONY: test-calibrate
 test-calibrate: vllm-env  ## calibrate tests (tiny random-weight models timed on CPU; torch + transformers)
 	FLUIDSCHED_REQUIRE_TORCH=1 HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(VLLM_VENV)/bin/pytest tests/calibrate \

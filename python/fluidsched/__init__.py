@@ -37,6 +37,7 @@ from fluidsched.errors import (
 from fluidsched.plan import PLAN_KEYS, plan
 from fluidsched.presets import list_presets, load_preset
 from fluidsched.simulate import SUMMARY_KEYS, SimResult, load_workload, simulate
+from fluidsched.sweep import sweep
 
 __all__ = [
     "PLAN_KEYS",
@@ -67,4 +68,5 @@ __all__ = [
     "load_workload",
     "plan",
     "simulate",
+    "sweep",
 ]

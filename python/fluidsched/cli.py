@@ -1,4 +1,4 @@
-"""The ``fluidsched`` command line: ``simulate``, ``demo``, ``plan`` and ``calibrate``."""
+"""The ``fluidsched`` command line: ``simulate``, ``plan``, ``sweep``, ``demo``, ``options`` and ``calibrate``."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from fluidsched.simulate import (
     simulate,
 )
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "simulate_kwargs"]
 
 
 def _parse_type(text: str) -> tuple[int, int, float]:
@@ -313,6 +313,23 @@ def _check_out_path(path: str) -> None:
         raise InvalidConfigError(f"--out {path}: not writable")
 
 
+def simulate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``simulate()``'s settings from the ``simulate`` options, less the workload, policy, seed and progress (also
+    used by ``fluidsched sweep``, which passes them to every run)."""
+    return {
+        "kv_capacity": args.kv_capacity,
+        "block_size": args.block_size,
+        "watermark": args.watermark,
+        "max_num_seqs": args.max_num_seqs,
+        "max_num_batched_tokens": args.max_num_batched_tokens,
+        "enable_chunked_prefill": not args.no_chunked_prefill,
+        "length_error": args.length_error,
+        "drop_oversize": args.drop_oversize,
+        **_model_len_kwargs(args),
+        **_time_model_kwargs(args),
+    }
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.out:
         _check_out_path(args.out)
@@ -323,18 +340,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         workload,
         args.policy,
         policy_options=dict(args.options or []),
-        kv_capacity=args.kv_capacity,
-        block_size=args.block_size,
-        watermark=args.watermark,
-        max_num_seqs=args.max_num_seqs,
-        max_num_batched_tokens=args.max_num_batched_tokens,
-        enable_chunked_prefill=not args.no_chunked_prefill,
         seed=args.seed,
-        length_error=args.length_error,
-        drop_oversize=args.drop_oversize,
         progress=not args.quiet,
-        **_model_len_kwargs(args),
-        **_time_model_kwargs(args),
+        **simulate_kwargs(args),
     )
     if result.num_dropped:
         print(
@@ -576,6 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     option_table.add_parser(sub)
     calibrate.add_parser(sub)
+    from fluidsched.sweep_cli import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 

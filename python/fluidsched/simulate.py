@@ -6,8 +6,6 @@ import csv
 import functools
 import math
 import os
-import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Union
@@ -24,6 +22,7 @@ from fluidsched.presets import (
     default_kv_capacity,
     time_model_name,
 )
+from fluidsched.progress import ProgressBar
 
 __all__ = [
     "DEFAULT_KV_CAPACITY",
@@ -238,30 +237,6 @@ class SimResult:
         )
 
 
-class _Progress:
-    """A one-line progress bar on stderr, shown only once a run has taken more than a second."""
-
-    def __init__(self, enabled: bool, label: str) -> None:
-        self.enabled = enabled
-        self.label = label
-        self.start = time.perf_counter()
-        self.shown = False
-
-    def update(self, done: int, total: int) -> None:
-        if not self.enabled or time.perf_counter() - self.start < 1.0:
-            return
-        frac = done / total if total else 1.0
-        bar = "#" * int(frac * 30)
-        sys.stderr.write(f"\r{self.label} [{bar:<30}] {done}/{total} requests")
-        sys.stderr.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def simulate(
     workload: Workload | PathLike,
     policy: str = "vllm",
@@ -306,8 +281,8 @@ def simulate(
     (saying how many there are); ``drop_oversize=True`` drops them instead, counted in ``num_rejected`` and in
     :attr:`SimResult.num_dropped`.
 
-    The GIL is released while the Rust core runs; ``progress=True`` draws a progress bar on stderr for runs
-    longer than a second.
+    The GIL is released while the Rust core runs; ``progress=True`` draws a progress bar (rate, ETA) on stderr for
+    runs longer than a second, when stderr is a terminal.
     """
     if not isinstance(policy, str):
         raise InvalidConfigError(f"policy must be a policy name (one of {', '.join(POLICY_NAMES)}), got {policy!r}")
@@ -338,10 +313,7 @@ def simulate(
         over_length=over_length,
         drop_oversize=drop_oversize,
     )
-    bar = _Progress(progress, policy)
-    try:
+    with ProgressBar(sim.progress()[1], desc=policy, unit="req", enabled=progress, delay=1.0) as bar:
         while not sim.run_for(_ITERATIONS_PER_CHUNK):
-            bar.update(*sim.progress())
-    finally:
-        bar.close()
+            bar.update_to(sim.progress()[0])
     return SimResult(sim, num_blocks)

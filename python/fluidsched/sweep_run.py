@@ -1,0 +1,120 @@
+"""Where a sweep's runs execute: in this process, on local worker processes, or on a Ray cluster.
+
+Each backend calls ``on_result(index, summary)`` in the parent as runs finish (in completion order); the caller
+orders the rows by the grid. Ctrl-C (``KeyboardInterrupt``) cancels the runs not yet finished, stops the workers
+and propagates.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fluidsched.errors import InvalidConfigError
+from fluidsched.simulate import simulate
+from fluidsched.sweep_grid import RunTask
+
+__all__ = ["OnResult", "run_local", "run_ray", "run_task"]
+
+#: Called in the parent for each finished run: (grid index, ``SimResult.summary()``).
+OnResult = Callable[[int, dict[str, float]], None]
+
+
+def run_task(task: RunTask) -> tuple[int, dict[str, float]]:
+    """Simulates one run of the grid; a pure function of ``task``. Returns (grid index, summary)."""
+    result = simulate(
+        task.workload(), task.policy, policy_options=task.options or None, seed=task.seed, **task.sim_kwargs
+    )
+    return task.index, result.summary()
+
+
+def _ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C is the parent's to handle (it terminates the workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_local(tasks: Sequence[RunTask], jobs: int, on_result: OnResult) -> None:
+    """Runs ``tasks`` on ``jobs`` worker processes (in this process when ``jobs`` is 1 or there is one task)."""
+    if jobs <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            on_result(*run_task(task))
+        return
+    # spawn, not fork: the parent may hold threads (the progress bar's monitor), and fork copies none of them.
+    ctx = multiprocessing.get_context("spawn")
+    pool = ctx.Pool(processes=min(jobs, len(tasks)), initializer=_ignore_sigint)
+    try:
+        for index, summary in pool.imap_unordered(run_task, tasks, chunksize=1):
+            on_result(index, summary)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+def run_ray(tasks: Sequence[RunTask], address: str, on_result: OnResult) -> None:
+    """Runs ``tasks`` as Ray tasks (one CPU each) on the cluster at ``address`` (``"auto"``: the one this machine
+    belongs to; ``"local"``: start a private one here). A process already connected to Ray uses that connection.
+    """
+    ray = _import_ray()
+    started = False
+    if not ray.is_initialized():
+        _check_reachable(address)
+        try:
+            ray.init(address=None if address == "local" else address, log_to_driver=False, logging_level="ERROR")
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise InvalidConfigError(f"cannot connect to the Ray cluster at {address!r}: {e}") from e
+        started = True
+    remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
+    pending: dict[Any, int] = {remote.remote(task): task.index for task in tasks}
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                del pending[ref]
+                on_result(*_get(ray, ref))
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _get(ray: Any, ref: Any) -> tuple[int, dict[str, float]]:
+    """A finished task's result; a task's own exception (a bad option, ...) is raised as itself, not wrapped."""
+    try:
+        result: tuple[int, dict[str, float]] = ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, Exception):
+            raise cause from None
+        raise
+    return result
+
+
+def _check_reachable(address: str) -> None:
+    """Fails fast on a ``host:port`` nobody listens on (Ray itself would retry for minutes)."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local" or a form Ray resolves itself
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as e:
+        raise InvalidConfigError(f"cannot reach the Ray cluster at {address!r}: {e.strerror or e}") from None
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise InvalidConfigError(
+            "the Ray backend needs Ray: pip install 'fluidsched[ray]' (or run without --ray / ray_address)"
+        ) from None
+    return ray
