@@ -19,7 +19,7 @@ from fluidsched._core import preset_info
 from fluidsched.adapter import AdapterSettings, EngineLimits, build_controller
 
 REPO = Path(__file__).resolve().parent.parent
-PRESETS = ("llama2-7b-a100", "llama2-7b-h100", "llama3-8b-a100", "llama3-8b-h100")
+PRESETS = ("llama2-7b-a100", "llama2-7b-h100", "llama2-7b-a40", "llama3-8b-a100", "llama3-8b-h100")
 
 
 def workload() -> Workload:

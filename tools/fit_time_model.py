@@ -51,11 +51,13 @@ TOKEN_STEP = 8  # Vidur rounds the batch's token count up to a multiple of 8 bef
 BLOCK_SIZE = 16
 GIB = 1024**3
 
-#: HBM bandwidth, GB/s (NVIDIA datasheets: A100-SXM4-80GB, H100-SXM5-80GB), for memory-bound decode attention.
-HBM_GBPS = {"a100": 2039.0, "h100": 3350.0}
+#: Memory bandwidth, GB/s (NVIDIA datasheets: A100-SXM4-80GB and H100-SXM5-80GB HBM, A40 GDDR6), for
+#: memory-bound decode attention.
+HBM_GBPS = {"a100": 2039.0, "h100": 3350.0, "a40": 696.0}
 DEVICES: dict[str, dict[str, Any]] = {
     "a100": {"name": "NVIDIA A100-SXM4-80GB", "memory_bytes": 80 * GIB, "hbm_gb_per_s": HBM_GBPS["a100"]},
     "h100": {"name": "NVIDIA H100-SXM5-80GB", "memory_bytes": 80 * GIB, "hbm_gb_per_s": HBM_GBPS["h100"]},
+    "a40": {"name": "NVIDIA A40-48GB", "memory_bytes": 48 * GIB, "hbm_gb_per_s": HBM_GBPS["a40"]},
 }
 MODELS: dict[str, dict[str, Any]] = {
     "llama2-7b": {
@@ -102,6 +104,7 @@ class PresetPlan:
 PLANS = (
     PresetPlan("llama2-7b", "a100", ops_from=("a100", "llama2-7b")),
     PresetPlan("llama2-7b", "h100", ops_from=("h100", "llama2-7b")),
+    PresetPlan("llama2-7b", "a40", ops_from=("a40", "llama2-7b")),
     PresetPlan("llama3-8b", "a100", ops_from=("a100", "llama3-8b")),
     PresetPlan(
         "llama3-8b",

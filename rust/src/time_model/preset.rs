@@ -15,9 +15,10 @@ pub const FORMAT: &str = "fluidsched-time-model/1";
 
 /// The presets shipped with fluidsched: `(name, JSON text)`. The files live in `python/fluidsched/data/presets/`
 /// (the Python package ships them as data files too).
-pub const SHIPPED: [(&str, &str); 4] = [
+pub const SHIPPED: [(&str, &str); 5] = [
     ("llama2-7b-a100", include_str!("../../../python/fluidsched/data/presets/llama2-7b-a100.json")),
     ("llama2-7b-h100", include_str!("../../../python/fluidsched/data/presets/llama2-7b-h100.json")),
+    ("llama2-7b-a40", include_str!("../../../python/fluidsched/data/presets/llama2-7b-a40.json")),
     ("llama3-8b-a100", include_str!("../../../python/fluidsched/data/presets/llama3-8b-a100.json")),
     ("llama3-8b-h100", include_str!("../../../python/fluidsched/data/presets/llama3-8b-h100.json")),
 ];
