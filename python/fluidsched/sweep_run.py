@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from fluidsched.errors import InvalidConfigError
 from fluidsched.simulate import simulate
 from fluidsched.sweep_grid import RunTask
 
-__all__ = ["OnResult", "run_local", "run_ray", "run_task"]
+__all__ = ["OnResult", "deferred_interrupt", "run_local", "run_ray", "run_task"]
 
 #: Called in the parent for each finished run: (grid index, ``SimResult.summary()``).
 OnResult = Callable[[int, dict[str, float]], None]
@@ -30,6 +32,36 @@ def run_task(task: RunTask) -> tuple[int, dict[str, float]]:
     return task.index, result.summary()
 
 
+@contextmanager
+def deferred_interrupt() -> Iterator[Callable[[], None]]:
+    """Holds Ctrl-C until the next ``check()``, which raises :class:`KeyboardInterrupt` then.
+
+    A SIGINT that lands while the extension converts a run's arrays (inside numpy's ``__index__``) is reported
+    as "Exception ignored" and lost, so the sweep would run on; here the handler only records it, and the sweep
+    stops at the next finished run (``check()`` is called after each). A second Ctrl-C interrupts at once.
+    Outside the main thread (where no handler can be set) interrupts are left alone.
+    """
+    pending = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+
+    def record(signum: int, frame: object) -> None:
+        if pending.is_set():
+            raise KeyboardInterrupt
+        pending.set()
+
+    def check() -> None:
+        if pending.is_set():
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, record)
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _ignore_sigint() -> None:
     """Worker initializer: Ctrl-C is the parent's to handle (it terminates the workers)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -38,15 +70,19 @@ def _ignore_sigint() -> None:
 def run_local(tasks: Sequence[RunTask], jobs: int, on_result: OnResult) -> None:
     """Runs ``tasks`` on ``jobs`` worker processes (in this process when ``jobs`` is 1 or there is one task)."""
     if jobs <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            on_result(*run_task(task))
+        with deferred_interrupt() as check:
+            for task in tasks:
+                on_result(*run_task(task))
+                check()
         return
     # spawn, not fork: the parent may hold threads (the progress bar's monitor), and fork copies none of them.
     ctx = multiprocessing.get_context("spawn")
     pool = ctx.Pool(processes=min(jobs, len(tasks)), initializer=_ignore_sigint)
     try:
-        for index, summary in pool.imap_unordered(run_task, tasks, chunksize=1):
-            on_result(index, summary)
+        with deferred_interrupt() as check:
+            for index, summary in pool.imap_unordered(run_task, tasks, chunksize=1):
+                on_result(index, summary)
+                check()
         pool.close()
     except BaseException:
         pool.terminate()
@@ -71,11 +107,13 @@ def run_ray(tasks: Sequence[RunTask], address: str, on_result: OnResult) -> None
     remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
     pending: dict[Any, int] = {remote.remote(task): task.index for task in tasks}
     try:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                del pending[ref]
-                on_result(*_get(ray, ref))
+        with deferred_interrupt() as check:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    del pending[ref]
+                    on_result(*_get(ray, ref))
+                check()
     except BaseException:
         for ref in pending:
             ray.cancel(ref, force=True)
