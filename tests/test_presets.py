@@ -19,7 +19,20 @@ from fluidsched._core import preset_info
 from fluidsched.adapter import AdapterSettings, EngineLimits, build_controller
 
 REPO = Path(__file__).resolve().parent.parent
-PRESETS = ("llama2-7b-a100", "llama2-7b-h100", "llama2-7b-a40", "llama3-8b-a100", "llama3-8b-h100")
+PRESETS = (
+    "llama2-7b-a100",
+    "llama2-7b-h100",
+    "llama2-7b-a40",
+    "llama3-8b-a100",
+    "llama3-8b-h100",
+    "phi-2-a100",
+    "phi-2-h100",
+    "phi-2-a40",
+    "internlm-20b-a100",
+    "internlm-20b-h100",
+    "codellama-34b-a100",
+    "codellama-34b-h100",
+)
 
 
 def workload() -> Workload:
@@ -38,19 +51,40 @@ def write(tmp_path: Path, doc: Any, name: str = "preset.json") -> Path:
     return path
 
 
-def test_shipped_presets_load_with_their_kv_capacity() -> None:
+def test_shipped_presets_are_the_data_files() -> None:
     assert list_presets() == sorted(PRESETS)
-    for name in PRESETS:
-        doc = load_preset(name)
-        info = preset_info(name)
-        assert doc["name"] == info["name"] == name
-        assert doc["format"] == "fluidsched-time-model/1"
-        kv = doc["kv_cache"]
-        assert info["kv_capacity_tokens"] == kv["num_blocks"] * kv["block_size"]
-        # The simulator's default capacity is the preset's.
-        result = simulate(workload(), "vllm", time_model=name)
-        assert result.num_blocks == kv["num_blocks"] * kv["block_size"] // 16
-        assert result.summary()["num_finished"] == 300
+    files = sorted(p.stem for p in (REPO / "python" / "fluidsched" / "data" / "presets").glob("*.json"))
+    assert files == sorted(PRESETS)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_shipped_preset_loads_simulates_and_plans(name: str) -> None:
+    doc = load_preset(name)
+    info = preset_info(name)
+    assert doc["name"] == info["name"] == name
+    assert doc["format"] == "fluidsched-time-model/1"
+    kv, model = doc["kv_cache"], doc["model"]
+    assert info["kv_capacity_tokens"] == kv["num_blocks"] * kv["block_size"]
+    # K and V, fp16, for every layer and KV head.
+    assert kv["kv_bytes_per_token"] == 2 * 2 * model["num_layers"] * model["num_kv_heads"] * model["head_dim"]
+    assert doc["iteration"]["num_layers"] == model["num_layers"]
+    assert "microsoft/vidur" in doc["provenance"]["source"]
+    assert 0 < doc["fit"]["mape_percent"] < 5
+    # The simulator's default capacity is the preset's.
+    result = simulate(workload(), "vllm", time_model=name)
+    assert result.num_blocks == kv["num_blocks"] * kv["block_size"] // 16
+    assert result.summary()["num_finished"] == 300
+    assert result.summary()["mean_iteration_time_s"] > 0
+    fluid = plan(types=[(200, 100, 4.0), (1000, 50, 1.0)], time_model=name)
+    # The planning line: the preset's linearization, its slope raised (never lowered) to pass through the full cache.
+    d0, d1 = info["linearization"]
+    assert fluid["d0"] == d0
+    assert fluid["d1"] >= d1
+    assert 0 < fluid["capacity_tokens"] <= info["kv_capacity_tokens"]
+    assert fluid["stable"]
+
+
+def test_shipped_presets_keep_their_kv_capacity() -> None:
     # The default preset keeps the capacity the simulator always had.
     assert preset_info("llama2-7b-a100")["kv_capacity_tokens"] == 118_784
     assert simulate(workload(), "vllm").num_blocks == 7424
@@ -62,6 +96,37 @@ def test_h100_is_faster_than_a100_and_gqa_shrinks_kv_reads() -> None:
     assert h100["mean_iteration_time_s"] < a100["mean_iteration_time_s"]
     l2, l3 = preset_info("llama2-7b-a100"), preset_info("llama3-8b-a100")
     assert l3["decode_attention_ms"][2] == pytest.approx(l2["decode_attention_ms"][2] / 4, rel=1e-3)
+
+
+def test_bigger_models_take_longer_and_derived_attention_follows_the_heads() -> None:
+    # Same workload, same KV capacity: per-iteration time grows with the model on each GPU.
+    for gpu in ("a100", "h100"):
+        models = ("phi-2", "llama2-7b", "internlm-20b", "codellama-34b")
+        times = [summary(time_model=f"{m}-{gpu}", kv_capacity=20_000)["mean_iteration_time_s"] for m in models]
+        assert times == sorted(times), gpu
+    assert (
+        summary(time_model="phi-2-a40")["mean_iteration_time_s"]
+        > summary(time_model="phi-2-a100")["mean_iteration_time_s"]
+    )
+    l2, l3 = preset_info("llama2-7b-a100"), preset_info("llama3-8b-a100")
+    # InternLM-20B: 40 query and 40 KV heads of 128 against 32 and 32: x 1.25 on the per-head terms.
+    internlm = preset_info("internlm-20b-a100")
+    assert internlm["decode_attention_ms"][2] == pytest.approx(l2["decode_attention_ms"][2] * 1.25, rel=1e-3)
+    assert internlm["prefill_attention_ms"][1] == pytest.approx(l2["prefill_attention_ms"][1] * 1.25, rel=1e-3)
+    # CodeLlama-34B: 8 KV heads like Llama-3-8B, 64 query heads (twice as many).
+    codellama = preset_info("codellama-34b-a100")
+    assert codellama["decode_attention_ms"][2] == l3["decode_attention_ms"][2]
+    assert codellama["prefill_attention_ms"][0] == pytest.approx(2 * l2["prefill_attention_ms"][0], rel=1e-3)
+    # Phi-2: 32 heads of 80 against 32 of 128; the per-call intercept is kept.
+    phi = preset_info("phi-2-a100")
+    assert phi["decode_attention_ms"][0] == l2["decode_attention_ms"][0]
+    assert phi["decode_attention_ms"][2] == pytest.approx(l2["decode_attention_ms"][2] * 0.625, rel=1e-3)
+    # KV capacity (Vidur's memory planner): the bigger the weights, the less is left.
+    capacity = {n: preset_info(n)["kv_capacity_tokens"] for n in PRESETS}
+    assert capacity["phi-2-a100"] == 217_088
+    assert capacity["internlm-20b-a100"] == 28_672
+    assert capacity["codellama-34b-a100"] == capacity["codellama-34b-h100"] == 53_248
+    assert capacity["phi-2-a40"] == 122_880
 
 
 def test_linearization_computed_at_load_matches_the_pipeline() -> None:
@@ -244,4 +309,5 @@ def test_pipeline_reproduces_the_shipped_presets() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "llama3-8b-h100" in proc.stdout
+    for name in PRESETS:
+        assert f"{name}: " in proc.stdout, name

@@ -8,7 +8,7 @@ profiles in ``tools/profiles/vidur/`` and reports the fit errors. Needs numpy an
 
 Deterministic: the same inputs give the same files, byte for byte. The method (docs/time-model.md):
 
-* linear operators: per token count, the sum of the nine per-layer TP=1 operator medians of Vidur's ``mlp.csv``
+* linear operators: per token count, the sum of the per-layer TP=1 operator medians of Vidur's ``mlp.csv``
   (duplicated counts averaged, counts that are not multiples of 8 dropped: they are never looked up), made
   non-decreasing by isotonic regression (``scipy.optimize.isotonic_regression``), rounded to 1e-6 ms; past the
   table, the least-squares slope of the table's upper half;
@@ -82,7 +82,52 @@ MODELS: dict[str, dict[str, Any]] = {
         "dtype": "fp16",
         "vidur_dir": "meta-llama/Meta-Llama-3-8B",
     },
+    # The shapes below are the values of each model's Hugging Face config.json (huggingface.co/<name>, file
+    # config.json: num_hidden_layers, hidden_size, intermediate_size, num_attention_heads, num_key_value_heads;
+    # head_dim = hidden_size / num_attention_heads); Vidur's vidur/config/model_config.py profiles the same shapes.
+    "phi-2": {
+        "name": "microsoft/phi-2",
+        "num_layers": 32,
+        "hidden_size": 2560,
+        "intermediate_size": 10240,
+        "num_attention_heads": 32,
+        "num_kv_heads": 32,
+        "head_dim": 80,
+        "dtype": "fp16",
+        "vidur_dir": "microsoft/phi-2",
+        # fc1 -> GELU -> fc2 (two weight matrices, not three) and one LayerNorm per layer: attention and MLP read
+        # the same normalized input, so Vidur's profile has no post_attention_layernorm.
+        "gated_mlp": False,
+        "post_attention_norm": False,
+        "config_source": "huggingface.co/microsoft/phi-2 config.json",
+    },
+    "internlm-20b": {
+        "name": "internlm/internlm-20b",
+        "num_layers": 60,
+        "hidden_size": 5120,
+        "intermediate_size": 13824,
+        "num_attention_heads": 40,
+        "num_kv_heads": 40,
+        "head_dim": 128,
+        "dtype": "fp16",
+        "vidur_dir": "internlm/internlm-20b",
+        "config_source": "huggingface.co/internlm/internlm-20b config.json",
+    },
+    "codellama-34b": {
+        "name": "codellama/CodeLlama-34b-Instruct-hf",
+        "num_layers": 48,
+        "hidden_size": 8192,
+        "intermediate_size": 22016,
+        "num_attention_heads": 64,
+        "num_kv_heads": 8,
+        "head_dim": 128,
+        "dtype": "fp16",
+        "vidur_dir": "codellama/CodeLlama-34b-Instruct-hf",
+        "config_source": "huggingface.co/codellama/CodeLlama-34b-Instruct-hf config.json",
+    },
 }
+#: Keys of ``MODELS`` entries that steer the tool and stay out of the preset's ``model`` section.
+TOOL_KEYS = ("vidur_dir", "gated_mlp", "post_attention_norm", "config_source")
 
 
 @dataclass(frozen=True)
@@ -112,6 +157,13 @@ PLANS = (
         ops_from=("a100", "llama3-8b"),
         ops_ratio=(("a100", "llama2-7b"), ("h100", "llama2-7b")),
     ),
+    PresetPlan("phi-2", "a100", ops_from=("a100", "phi-2")),
+    PresetPlan("phi-2", "h100", ops_from=("h100", "phi-2")),
+    PresetPlan("phi-2", "a40", ops_from=("a40", "phi-2")),
+    PresetPlan("internlm-20b", "a100", ops_from=("a100", "internlm-20b")),
+    PresetPlan("internlm-20b", "h100", ops_from=("h100", "internlm-20b")),
+    PresetPlan("codellama-34b", "a100", ops_from=("a100", "codellama-34b")),
+    PresetPlan("codellama-34b", "h100", ops_from=("h100", "codellama-34b")),
 )
 #: The one profile with attention samples; every other preset's attention is derived from its fit.
 ATTENTION_SOURCE = ("a100", "llama2-7b")
@@ -126,12 +178,20 @@ def sig(x: float, digits: int = 4) -> float:
 # Linear operators
 
 
+def layer_ops(model: str) -> tuple[str, ...]:
+    """The per-layer operators Vidur adds up for ``model``: :data:`LAYER_OPS`, less the post-attention norm of a
+    model that has none (Phi-2)."""
+    norm = MODELS[model].get("post_attention_norm", True)
+    return tuple(op for op in LAYER_OPS if norm or op != "post_attention_layernorm")
+
+
 def raw_linear_ops(device: str, model: str) -> tuple[np.ndarray, np.ndarray]:
     """Token counts (multiples of 8) and per-layer ms sums of the profile, duplicates averaged."""
     by_tokens: dict[int, list[float]] = {}
+    ops = layer_ops(model)
     with (PROFILES / device / model / "linear_ops.csv").open(newline="") as f:
         for row in csv.DictReader(f):
-            total = sum(float(row[f"time_stats.{op}.median"]) for op in LAYER_OPS)
+            total = sum(float(row[f"time_stats.{op}.median"]) for op in ops)
             by_tokens.setdefault(int(row["num_tokens"]), []).append(total)
     tokens = np.array([t for t in sorted(by_tokens) if t % TOKEN_STEP == 0])
     ms = np.array([sum(by_tokens[t]) / len(by_tokens[t]) for t in tokens])
@@ -237,20 +297,34 @@ def derived_attention(plan: PresetPlan, gemm_ratio: float) -> tuple[list[float],
     """The attention coefficients of ``plan``, derived from the source fit, and how they were derived.
 
     * KV heads: decode's per-context-token cost and prefill's per-cached-token cost read the KV cache, so they
-      scale with the KV bytes per token (Llama-3-8B: 8 KV heads instead of 32, a quarter); the other terms are
-      per query head, which both models have 32 of.
+      scale with the KV bytes per token, KV heads x head_dim (Llama-3-8B: 8 KV heads instead of 32, a quarter).
+    * Query heads: decode's per-sequence cost and prefill's per-token, per-token-squared and per-token-per-cached-
+      token costs are work per query head, so they scale with query heads x head_dim (Llama-3-8B: 32 of 128, as
+      the source; InternLM-20B: 40 of 128). Decode's intercept (one kernel call) is kept.
     * Device: decode attention is bound by HBM bandwidth (scaled by the bandwidth ratio); prefill attention is
       compute-bound (scaled by ``gemm_ratio``, the measured H100/A100 ratio of the linear operators' upper half).
     """
     decode, prefill = fitted_attention()
     src_model, dst_model = MODELS[ATTENTION_SOURCE[1]], MODELS[plan.model]
-    kv_ratio = dst_model["num_kv_heads"] / src_model["num_kv_heads"]
+    head_dim = dst_model["head_dim"]
+    of_dim = f" of {head_dim}" if head_dim != src_model["head_dim"] else ""
+    kv_ratio = (dst_model["num_kv_heads"] * head_dim) / (src_model["num_kv_heads"] * src_model["head_dim"])
+    q_ratio = (dst_model["num_attention_heads"] * head_dim) / (src_model["num_attention_heads"] * src_model["head_dim"])
     bw_ratio = HBM_GBPS[ATTENTION_SOURCE[0]] / HBM_GBPS[plan.device]
     how = []
     if kv_ratio != 1:
         decode[2] *= kv_ratio
         prefill[3] *= kv_ratio
-        how.append(f"KV-read terms (decode [2], prefill [3]) x {kv_ratio:g} for {dst_model['num_kv_heads']} KV heads")
+        how.append(
+            f"KV-read terms (decode [2], prefill [3]) x {kv_ratio:g} for {dst_model['num_kv_heads']} KV heads{of_dim}"
+        )
+    if q_ratio != 1:
+        decode[1] *= q_ratio
+        prefill[:3] = [v * q_ratio for v in prefill[:3]]
+        how.append(
+            f"per-query-head terms (decode [1], prefill [0]-[2]) x {q_ratio:g} for "
+            f"{dst_model['num_attention_heads']} query heads{of_dim}"
+        )
     if plan.device != ATTENTION_SOURCE[0]:
         decode = [v * bw_ratio for v in decode]
         prefill = [v * gemm_ratio for v in prefill]
@@ -280,7 +354,8 @@ def kv_capacity(model: dict[str, Any], device: dict[str, Any], max_tokens: int =
     layers (Vidur's parameter count: no embedding or LM head), in requests of ``max_tokens`` KV tokens, each
     ``max_tokens / 16`` blocks."""
     h, heads, kv_heads, d = model["hidden_size"], model["num_attention_heads"], model["num_kv_heads"], model["head_dim"]
-    per_layer = h * d * (heads + 2 * kv_heads) + h * d * heads + 3 * h * model["intermediate_size"]
+    mlp_matrices = 3 if model.get("gated_mlp", True) else 2  # gate, up, down; or fc1, fc2
+    per_layer = h * d * (heads + 2 * kv_heads) + h * d * heads + mlp_matrices * h * model["intermediate_size"]
     params = per_layer * model["num_layers"]
     kv_bytes_per_token = 2 * 2 * model["num_layers"] * kv_heads * d
     available = device["memory_bytes"] * 0.9 - 2 * params
@@ -418,7 +493,9 @@ def build(plan: PresetPlan) -> dict[str, Any]:
             f" x the per-token {b_dev}/{a_dev} ratio of the {b_model} profiles (no {plan.device} profile of this model)"
         )
     source += f"; attention: {attention_how}"
-    model_info = {k: v for k, v in model.items() if k != "vidur_dir"}
+    if "config_source" in model:
+        source += f"; model shapes: {model['config_source']}"
+    model_info = {k: v for k, v in model.items() if k not in TOOL_KEYS}
     return {
         "format": "fluidsched-time-model/1",
         "name": plan.name,

@@ -3,8 +3,8 @@
 //! Two kinds: the paper's [`TimeModel::Linear`] `d0 + d1 × num_tokens`, and [`TimeModel::Profiled`], a
 //! Vidur-style model read from a preset file (JSON, see [`preset`]): per layer, linear operators looked up in a
 //! profiled table at the batch's token count, plus closed-form decode and prefill attention, times the number of
-//! layers. fluidsched ships presets for Llama-2-7B and Llama-3-8B on A100 and H100 ([`preset::SHIPPED`]);
-//! `--time-model PATH.json` reads any other. Provenance, fit errors and caveats: `docs/time-model.md`.
+//! layers. fluidsched ships presets for Llama-2-7B, Llama-3-8B, Phi-2, InternLM-20B and CodeLlama-34B on A100,
+//! H100 and A40 ([`preset::SHIPPED`]); `--time-model PATH.json` reads any other. Provenance, fit errors and caveats: `docs/time-model.md`.
 
 mod linearize;
 pub mod preset;

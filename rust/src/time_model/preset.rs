@@ -15,12 +15,19 @@ pub const FORMAT: &str = "fluidsched-time-model/1";
 
 /// The presets shipped with fluidsched: `(name, JSON text)`. The files live in `python/fluidsched/data/presets/`
 /// (the Python package ships them as data files too).
-pub const SHIPPED: [(&str, &str); 5] = [
+pub const SHIPPED: [(&str, &str); 12] = [
     ("llama2-7b-a100", include_str!("../../../python/fluidsched/data/presets/llama2-7b-a100.json")),
     ("llama2-7b-h100", include_str!("../../../python/fluidsched/data/presets/llama2-7b-h100.json")),
     ("llama2-7b-a40", include_str!("../../../python/fluidsched/data/presets/llama2-7b-a40.json")),
     ("llama3-8b-a100", include_str!("../../../python/fluidsched/data/presets/llama3-8b-a100.json")),
     ("llama3-8b-h100", include_str!("../../../python/fluidsched/data/presets/llama3-8b-h100.json")),
+    ("phi-2-a100", include_str!("../../../python/fluidsched/data/presets/phi-2-a100.json")),
+    ("phi-2-h100", include_str!("../../../python/fluidsched/data/presets/phi-2-h100.json")),
+    ("phi-2-a40", include_str!("../../../python/fluidsched/data/presets/phi-2-a40.json")),
+    ("internlm-20b-a100", include_str!("../../../python/fluidsched/data/presets/internlm-20b-a100.json")),
+    ("internlm-20b-h100", include_str!("../../../python/fluidsched/data/presets/internlm-20b-h100.json")),
+    ("codellama-34b-a100", include_str!("../../../python/fluidsched/data/presets/codellama-34b-a100.json")),
+    ("codellama-34b-h100", include_str!("../../../python/fluidsched/data/presets/codellama-34b-h100.json")),
 ];
 
 /// The shipped preset called `name`, or `None` if there is none.
