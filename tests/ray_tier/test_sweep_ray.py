@@ -32,15 +32,32 @@ def comparable(rows: Any) -> list[tuple[Any, ...]]:
     return [tuple(r[n] for n in names) for r in rows]
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now (so a cluster another process runs cannot be mistaken for ours)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    """A single-node Ray cluster in a child process (``ray start --head``); its address."""
+    """A single-node Ray cluster in a child process (``ray start --head``) on a free port, with a session
+    directory of its own; its address."""
+    import tempfile
+
     ray_bin = Path(sys.executable).parent / "ray"
-    port = "6391"
+    port = free_port()
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    # No token authentication, whatever this machine's ~/.ray holds: the clients (this process, the CLI) run
+    # without one.
+    env = {**os.environ, "RAY_TMPDIR": temp_dir, "RAY_AUTH_MODE": "disabled"}
     started = subprocess.run(
         [str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-         "--disable-usage-stats"],
-        capture_output=True, text=True, timeout=180, check=False,
+         "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+        capture_output=True, text=True, timeout=180, check=False, env=env,
     )  # fmt: skip
     assert started.returncode == 0, started.stderr[-2000:]
     try:
@@ -48,7 +65,9 @@ def cluster() -> Iterator[str]:
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120, check=False)
+        subprocess.run(
+            [str(ray_bin), "stop", "--force"], capture_output=True, timeout=120, check=False, env=env
+        )  # fmt: skip
 
 
 def test_ray_rows_equal_local_rows(cluster: str) -> None:
