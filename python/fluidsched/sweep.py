@@ -82,7 +82,6 @@ def sweep(
         raise InvalidConfigError(f"sweep sets {', '.join(per_run)} per run; use the grid arguments instead")
     sources = _workload_sources(workloads, num_requests, arrival, cv, words_to_tokens)
     variants = policy_variants(policies, policy_options or {})
-    settings = {**simulate_options, "num_requests": num_requests, "arrival": arrival, "cv": cv, "w2t": words_to_tokens}
     rows = run_sweep(
         sources,
         variants,
@@ -90,7 +89,9 @@ def sweep(
         loads=loads,
         seeds=seeds,
         sim_kwargs=simulate_options,
-        settings_id=settings_digest(settings),
+        settings_id=settings_digest(
+            simulate_options, num_requests=num_requests, arrival=arrival, cv=cv, words_to_tokens=words_to_tokens
+        ),
         jobs=jobs,
         ray_address=ray_address,
         out=Path(out) if out is not None else None,
@@ -107,8 +108,13 @@ def _simulate_parameters() -> set[str]:
     return set(inspect.signature(simulate).parameters)
 
 
-def settings_digest(settings: Mapping[str, Any]) -> str:
-    """A short digest of the settings every run of a sweep shares (the ``settings_id`` column)."""
+def settings_digest(sim_kwargs: Mapping[str, Any], **workload_settings: Any) -> str:
+    """A short digest of the settings every run of a sweep shares (the ``settings_id`` column): ``simulate()``'s
+    settings, defaults filled in, and how workloads are read. The command line and the API give the same one."""
+    import inspect
+
+    defaults = {name: p.default for name, p in inspect.signature(simulate).parameters.items() if name not in _PER_RUN}
+    settings = {**defaults, **sim_kwargs, **workload_settings}
     text = repr(sorted((k, v) for k, v in settings.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -139,8 +145,8 @@ def policy_variants(
         else:
             raise InvalidConfigError(f"a policy is a name or (name, {{option: value}}), got {spec!r:.80}")
         variants.append(PolicyVariant.make(name, {**dict(fixed.get(name, {})), **options}))
-    if len({v.policy for v in variants}) < len(fixed):
-        missing = sorted(set(fixed) - {v.policy for v in variants})
+    missing = sorted(set(fixed) - {v.policy for v in variants})
+    if missing:
         raise InvalidConfigError(f"policy options given for {', '.join(missing)}, which the sweep does not run")
     return variants
 
@@ -157,8 +163,10 @@ def _workload_sources(
         named = list(workloads.items())
     elif isinstance(workloads, (str, os.PathLike, Workload)) or _is_type_mix(workloads):
         named = [(None, workloads)]
-    else:
+    elif isinstance(workloads, Sequence):
         named = [(None, w) for w in workloads]
+    else:
+        raise InvalidConfigError(f"not a workload: {workloads!r:.80}")
     sources: list[WorkloadSource] = []
     for name, spec in named:
         if isinstance(spec, Workload):

@@ -25,12 +25,6 @@ __all__ = ["add_parser", "run_command"]
 
 #: ``simulate`` options that are axes of the grid (or its own output) in a sweep; every other one is taken over.
 _NOT_TAKEN_OVER = frozenset({"help", "policy", "options", "trace", "types", "rate", "seed", "json", "out", "quiet"})
-#: The sweep's own options, left out of the settings digest.
-_SWEEP_DESTS = frozenset(
-    {"command", "func", "workloads", "types", "policies", "policy_options", "rates", "loads", "seeds", "jobs", "ray"}
-    | {"out", "resume", "plot_dir", "quiet"}
-)
-
 EXAMPLES = """\
 examples:
   # four policies on the bundled Azure trace at 50 %, 80 % and 100 % of the fluid model's largest stable rate
@@ -81,9 +75,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "sweep",
         help="simulate a grid of policies x rates or loads x seeds x workloads, in parallel; CSV and plots",
-        description="Run every combination of workloads, policies (with options), arrival rates or loads, and "
-        "seeds, on local processes or a Ray cluster. Rows (SimResult.summary() plus the grid's coordinates) go to "
-        "--out as runs finish; plots to --plot. Every other simulate option applies to every run.",
+        description="Run every combination of workloads, policies (with options), arrival rates or loads, and\n"
+        "seeds, on local processes or a Ray cluster. Rows (SimResult.summary() plus the grid's coordinates)\n"
+        "go to --out as runs finish; plots to --plot. Every other simulate option applies to every run.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -187,7 +181,6 @@ def run_command(args: argparse.Namespace) -> int:
     for policy, (key, value) in args.policy_options or []:
         fixed.setdefault(policy, {})[key] = value
     variants = policy_variants(args.policies or list(POLICY_NAMES), fixed)
-    settings = {k: v for k, v in vars(args).items() if k not in _SWEEP_DESTS}
     plot_dir = Path(args.plot_dir) if args.plot_dir else None
     if plot_dir is not None:
         plot_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +191,13 @@ def run_command(args: argparse.Namespace) -> int:
         loads=args.loads,
         seeds=args.seeds,
         sim_kwargs=sim_kwargs,
-        settings_id=settings_digest(settings),
+        settings_id=settings_digest(
+            sim_kwargs,
+            num_requests=args.num_requests,
+            arrival=args.arrival,
+            cv=args.cv,
+            words_to_tokens=args.words_to_tokens,
+        ),
         jobs=args.jobs,
         ray_address=args.ray,
         out=Path(args.out) if args.out else None,

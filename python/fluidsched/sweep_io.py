@@ -4,7 +4,6 @@ final file in grid order (CSV, or Parquet with pyarrow) and the in-memory forms 
 from __future__ import annotations
 
 import csv
-import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -70,8 +69,11 @@ class RowWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         new = not path.exists() or path.stat().st_size == 0
+        cut_short = not new and _last_byte(path) != b"\n"
         self._file: TextIO = open(path, "a", newline="")  # noqa: SIM115 (closed by close())
         self._writer = csv.writer(self._file)
+        if cut_short:  # a row cut short by a crash: end it, so the next row starts on a line of its own
+            self._file.write("\n")
         if new:
             self._writer.writerow(COLUMNS)
             self._file.flush()
@@ -86,6 +88,12 @@ class RowWriter:
         self._file.close()
 
 
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """The rows of a results file written by a sweep (CSV, or Parquet for ``.parquet``); checks its columns."""
     if path.suffix == ".parquet":
@@ -96,20 +104,25 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = table.to_pylist()
         return rows
     with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            return []
-        _check_columns(path, tuple(header))
-        out = []
-        for line, cells in enumerate(reader, start=2):
-            if len(cells) != len(COLUMNS):  # a row cut short by a crash mid-write: run it again
-                continue
-            try:
-                out.append({c: _parse(c, v) for c, v in zip(COLUMNS, cells, strict=True)})
-            except ValueError:
-                raise InvalidConfigError(f"{path}, line {line}: not a sweep result row") from None
-        return out
+        lines = f.read().splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()  # a row cut short by a crash mid-write (rows are whole lines): run it again
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    if header is None:
+        return []
+    _check_columns(path, tuple(header))
+    out = []
+    for line, cells in enumerate(reader, start=2):
+        if not cells:
+            continue
+        try:
+            if len(cells) != len(COLUMNS):
+                raise ValueError
+            out.append({c: _parse(c, v) for c, v in zip(COLUMNS, cells, strict=True)})
+        except ValueError:
+            raise InvalidConfigError(f"{path}, line {line}: not a sweep result row") from None
+    return out
 
 
 def _check_columns(path: Path, names: tuple[str, ...]) -> None:
@@ -167,8 +180,3 @@ def to_frame(rows: Iterable[dict[str, Any]]) -> Any:
     except ImportError:
         raise InvalidConfigError("as_frame=True needs pandas (pip install pandas)") from None
     return pd.DataFrame.from_records(list(rows), columns=list(COLUMNS))
-
-
-def is_finite(value: float) -> bool:
-    """Whether ``value`` is a finite float (NaN marks a coordinate or fluid value that does not apply)."""
-    return math.isfinite(value)

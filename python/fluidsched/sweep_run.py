@@ -11,10 +11,12 @@ import multiprocessing
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any
 
-from fluidsched.errors import InvalidConfigError
+from fluidsched.errors import InternalError, InvalidConfigError
 from fluidsched.simulate import simulate
 from fluidsched.sweep_grid import RunTask
 
@@ -76,19 +78,36 @@ def run_local(tasks: Sequence[RunTask], jobs: int, on_result: OnResult) -> None:
                 check()
         return
     # spawn, not fork: the parent may hold threads (the progress bar's monitor), and fork copies none of them.
+    # A pool of futures, not multiprocessing.Pool: a worker that cannot start breaks the pool (an error here)
+    # instead of being restarted forever while the sweep waits.
     ctx = multiprocessing.get_context("spawn")
-    pool = ctx.Pool(processes=min(jobs, len(tasks)), initializer=_ignore_sigint)
+    executor = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx, initializer=_ignore_sigint)
     try:
         with deferred_interrupt() as check:
-            for index, summary in pool.imap_unordered(run_task, tasks, chunksize=1):
-                on_result(index, summary)
+            futures = [executor.submit(run_task, task) for task in tasks]
+            for future in as_completed(futures):
+                on_result(*future.result())
                 check()
-        pool.close()
+    except BrokenProcessPool as e:
+        _stop(executor)
+        raise InternalError(
+            f"a sweep worker process died ({e}); a script run from standard input cannot start worker processes: "
+            "save it to a file, or use jobs=1"
+        ) from None
     except BaseException:
-        pool.terminate()
+        _stop(executor)
         raise
-    finally:
-        pool.join()
+    executor.shutdown(wait=True)
+
+
+def _stop(executor: ProcessPoolExecutor) -> None:
+    """Cancels the runs not started and ends the workers now (Ctrl-C, or a run that failed)."""
+    processes = list(getattr(executor, "_processes", {}).values())  # no public handle before Python 3.14
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def run_ray(tasks: Sequence[RunTask], address: str, on_result: OnResult) -> None:
@@ -97,8 +116,8 @@ def run_ray(tasks: Sequence[RunTask], address: str, on_result: OnResult) -> None
     """
     ray = _import_ray()
     started = False
+    _check_reachable(address)  # also when already connected: an address nobody listens on is a mistake
     if not ray.is_initialized():
-        _check_reachable(address)
         try:
             ray.init(address=None if address == "local" else address, log_to_driver=False, logging_level="ERROR")
         except (ConnectionError, ValueError, RuntimeError) as e:
