@@ -35,21 +35,8 @@ if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)
     exit 1
 fi
 
-if [[ -e "$VENV" ]]; then
-    if [[ -f "$VENV/pyvenv.cfg" ]]; then
-        log "removing stale environment $VENV"
-        rm -rf -- "$VENV"
-    else
-        echo "error: $VENV exists and is not a virtualenv (no pyvenv.cfg); refusing to touch it" >&2
-        exit 1
-    fi
-fi
-
-log "creating $VENV with $("$PYTHON" -V 2>&1)"
-"$PYTHON" -m venv "$VENV"
-PY="$VENV/bin/python"
-PIP=("$PY" -m pip --disable-pip-version-check --no-input --quiet)
-"${PIP[@]}" install --upgrade pip
+source "$(dirname "${BASH_SOURCE[0]}")/venv_lib.sh"
+fresh_venv "$VENV" "$PYTHON"
 phase=$SECONDS
 "${PIP[@]}" install "${PACKAGES[@]}"
 log "ray $RAY_VERSION and test tools installed ($((SECONDS - phase))s)"

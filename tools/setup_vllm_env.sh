@@ -46,24 +46,8 @@ if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
     exit 1
 fi
 
-if [[ -e "$VENV" ]]; then
-    if [[ -f "$VENV/pyvenv.cfg" ]]; then
-        log "removing stale environment $VENV"
-        rm -rf -- "$VENV"
-    else
-        echo "error: $VENV exists and is not a virtualenv (no pyvenv.cfg); refusing to touch it" >&2
-        exit 1
-    fi
-fi
-
-log "creating $VENV with $("$PYTHON" -V 2>&1)"
-"$PYTHON" -m venv "$VENV"
-PY="$VENV/bin/python"
-PIP=("$PY" -m pip --disable-pip-version-check --no-input --quiet)
-
-phase=$SECONDS
-"${PIP[@]}" install --upgrade pip
-log "pip upgraded ($((SECONDS - phase))s)"
+source "$(dirname "${BASH_SOURCE[0]}")/venv_lib.sh"
+fresh_venv "$VENV" "$PYTHON"
 
 phase=$SECONDS
 # Its own dependencies (nvidia-*, cuda-*, triton, sympy, ...): torch is not importable without them. The
